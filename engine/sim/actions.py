@@ -1,0 +1,75 @@
+"""How the twin responds to recovery actions: delays, success odds, and which faults each one fixes.
+
+The right action fixes its fault with high probability after a realistic delay; a wrong one wastes
+time, costs money (scaling) or makes things worse (restarting hard against a flapping network).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.model import ActionKind, FaultKind, Stage
+
+# (min, max) minutes until the action completes, and the chance it completes successfully.
+TIMING: dict[ActionKind, tuple[int, int, float]] = {
+    ActionKind.RETRY_WITH_BACKOFF: (1, 2, 0.98),
+    ActionKind.RESTART_TASK: (2, 4, 0.95),
+    ActionKind.SCALE_WORKERS: (3, 5, 0.97),
+    ActionKind.REMAP_SCHEMA: (3, 6, 0.95),
+    ActionKind.APPLY_BACK_PRESSURE: (1, 1, 0.99),
+    ActionKind.RESCHEDULE: (2, 4, 0.85),
+    ActionKind.RELOAD_TABLES: (10, 20, 0.98),
+    ActionKind.RESTART_CDC_TASK: (3, 5, 0.85),
+    ActionKind.SCALE_WAREHOUSE: (8, 12, 0.95),
+    ActionKind.ESCALATE_TO_HUMAN: (30, 60, 0.97),
+    ActionKind.WAIT: (1, 1, 1.0),
+}
+
+# Which fault kinds an action removes when it succeeds (on the stage it targets, or pipeline-wide).
+FIXES: dict[ActionKind, frozenset[FaultKind]] = {
+    ActionKind.RESTART_TASK: frozenset({FaultKind.TIMEOUT}),
+    ActionKind.REMAP_SCHEMA: frozenset({FaultKind.SCHEMA_DRIFT}),
+    ActionKind.RESCHEDULE: frozenset({FaultKind.WAREHOUSE_OVERLOAD}),
+    ActionKind.RELOAD_TABLES: frozenset({FaultKind.CDC_STOPPED}),
+    ActionKind.RESTART_CDC_TASK: frozenset({FaultKind.CDC_STOPPED}),
+    ActionKind.ESCALATE_TO_HUMAN: frozenset(FaultKind),
+}
+PIPELINE_WIDE = frozenset({ActionKind.REMAP_SCHEMA, ActionKind.ESCALATE_TO_HUMAN, ActionKind.RESCHEDULE,
+                           ActionKind.RELOAD_TABLES, ActionKind.RESTART_CDC_TASK})
+
+# Where an action lands when the caller names no stage.
+DEFAULT_STAGE: dict[ActionKind, Stage] = {
+    ActionKind.RELOAD_TABLES: Stage.SOURCE,
+    ActionKind.RESTART_CDC_TASK: Stage.SOURCE,
+    ActionKind.SCALE_WAREHOUSE: Stage.WAREHOUSE,
+    ActionKind.RESCHEDULE: Stage.WAREHOUSE,
+}
+
+# A retry policy's default: base 30 s, factor 2, cap 300 s, 6 attempts.
+RETRY_DEFAULTS = {"base_s": 30.0, "factor": 2.0, "cap_s": 300.0, "max_attempts": 6}
+MAX_SCALE = 8.0
+
+
+def retry_window_minutes(params: dict[str, Any]) -> int:
+    """How long a retry-with-backoff policy keeps retrying: the sum of its capped backoff delays."""
+    p = {**RETRY_DEFAULTS, **params}
+    total = sum(min(p["cap_s"], p["base_s"] * p["factor"] ** k) for k in range(int(p["max_attempts"])))
+    return max(1, round(total / 60))
+
+
+@dataclass(slots=True)
+class PendingAction:
+    """An action the twin is carrying out."""
+
+    id: int
+    pipeline: str
+    index: int
+    action: ActionKind
+    stage: Stage
+    params: dict[str, Any]
+    started: int
+    completes: int
+    succeeds: bool
+    done: bool = False
+    outcome: str = field(default="running")

@@ -1,0 +1,142 @@
+"""Fault kinds as the twin plays them: what each does to one stage in one minute.
+
+The twin owns the world state; this module holds the per-kind physics so each fault reads on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.model import EventKind, FaultKind, Stage
+
+# Kinds whose damage stays until the right action is taken (DESIGN: "a drifted schema stays drifted").
+PERSISTENT = frozenset({FaultKind.SCHEMA_DRIFT, FaultKind.CDC_STOPPED, FaultKind.TIMEOUT})
+
+
+@dataclass(slots=True)
+class Fault:
+    """A fault's run-time state in the twin (ground truth; never shown to the agent)."""
+
+    pipeline: str
+    index: int
+    stage: Stage
+    kind: FaultKind
+    start: int
+    duration: int
+    severity: float
+    cause_end: int = 0
+    fixed_at: int | None = None
+
+    def __post_init__(self) -> None:
+        self.cause_end = self.start + self.duration
+
+    def active(self, minute: int) -> bool:
+        """Whether the fault hurts in `minute`: persistent kinds until fixed, others while the cause lasts."""
+        if self.fixed_at is not None and minute >= self.fixed_at:
+            return False
+        if minute < self.start:
+            return False
+        return self.kind in PERSISTENT or minute < self.cause_end
+
+
+@dataclass(slots=True)
+class Effects:
+    """Modifiers for one minute, shaped like the twin's arrays ([N] or [N, S])."""
+
+    load_mult: np.ndarray
+    cap_mult: np.ndarray
+    up: np.ndarray
+    cpu_add: np.ndarray
+    mem_add: np.ndarray
+    errors: np.ndarray
+    queue_add: np.ndarray
+    hung_minutes: np.ndarray
+    oom_guard: np.ndarray  # back pressure on: no out-of-memory failures
+    retry_on: np.ndarray  # a retry-with-backoff policy is active on the stage
+    events: list[tuple[int, Stage, EventKind, str, str]] = field(default_factory=list)
+
+
+_DRIFT_MESSAGES = {
+    Stage.SOURCE: "DMS table error: source column 'customer_id' not found in table public.{p}; table suspended",
+    Stage.ORCHESTRATOR: "Task validate_schema failed: expected column 'customer_id' missing from upstream {p}",
+    Stage.TRANSFORM: "AnalysisException: [UNRESOLVED_COLUMN] A column with name `customer_id` cannot be "
+    "resolved. Did you mean `customer_ref`? ({p} transform)",
+    Stage.WAREHOUSE: "ERROR: column \"amount\" is of type numeric but expression is of type character varying "
+    "(COPY into {p} rejected {n} rows)",
+}
+_NETWORK_MESSAGES = {
+    Stage.SOURCE: "DMS endpoint test failed: could not connect to source database: Connection timed out",
+    Stage.ORCHESTRATOR: "Task failed: ConnectionError: HTTPSConnectionPool: Max retries exceeded (timed out)",
+    Stage.TRANSFORM: "Glue job failed: java.net.SocketTimeoutException: connect timed out to target endpoint",
+    Stage.WAREHOUSE: "psycopg2.OperationalError: could not connect to server: Connection timed out",
+}
+_OOM_MESSAGES = {
+    Stage.SOURCE: "DMS replication instance out of memory; task swapping to disk",
+    Stage.ORCHESTRATOR: "Scheduler: task killed, worker exceeded memory limit (exit code -9)",
+    Stage.TRANSFORM: "java.lang.OutOfMemoryError: GC overhead limit exceeded (executor lost)",
+    Stage.WAREHOUSE: "ERROR: Disk Full / out of memory while processing query on {p}",
+}
+
+
+def apply(fault: Fault, minute: int, fx: Effects, util: np.ndarray, rng: np.random.Generator) -> None:
+    """Add `fault`'s effect in `minute` to `fx`. `util` is last minute's utilisation per stage."""
+    i, s = fault.index, list(Stage).index(fault.stage)
+    sev, p = fault.severity, fault.pipeline
+    ev = fx.events
+    kind = fault.kind
+    if kind is FaultKind.SCHEMA_DRIFT:
+        fx.up[i, s] = 0.0
+        rejected = int(200 + 2000 * sev)
+        fx.errors[i, s] += rejected
+        ev.append((i, fault.stage, EventKind.RUN_FAILED, "error",
+                   _DRIFT_MESSAGES[fault.stage].format(p=p, n=rejected)))
+    elif kind is FaultKind.RESOURCE_CONTENTION:
+        fx.load_mult[i] *= 1.0 + 0.5 * sev
+        fx.cap_mult[i, s] /= 1.0 + 3.0 * sev
+        fx.cpu_add[i, s] += 30.0 * sev
+        fx.mem_add[i, s] += 30.0 * sev
+        fx.queue_add[i, s] += 20.0 * sev
+        saturated = util[i, s] >= 0.95
+        if saturated and sev >= 0.5 and not fx.oom_guard[i] and rng.random() < 0.35 * sev:
+            fx.up[i, s] = 0.0
+            fx.errors[i, s] += 1
+            ev.append((i, fault.stage, EventKind.RUN_FAILED, "error", _OOM_MESSAGES[fault.stage].format(p=p)))
+    elif kind is FaultKind.NETWORK_FAILURE:
+        p_fail = 0.1 if fx.retry_on[i, s] else 0.55 + 0.4 * sev
+        retries = 1 + int(3 * sev)
+        fx.errors[i, s] += retries
+        if rng.random() < p_fail:
+            fx.up[i, s] = 0.0
+            ev.append((i, fault.stage, EventKind.RUN_FAILED, "error", _NETWORK_MESSAGES[fault.stage]))
+        else:
+            ev.append((i, fault.stage, EventKind.LOG, "warning",
+                       f"transient connection errors: {retries} retries before success (connection reset by peer)"))
+    elif kind is FaultKind.TIMEOUT:
+        hung = minute - fault.start + 1
+        fx.up[i, s] = 0.0
+        fx.hung_minutes[i, s] = hung
+        if hung >= 3:
+            ev.append((i, fault.stage, EventKind.LOG, "error",
+                       f"Run has made no progress for {hung} min; still RUNNING past its expected duration "
+                       "(execution timeout approaching)"))
+    elif kind is FaultKind.WAREHOUSE_OVERLOAD:
+        fx.cap_mult[i, s] /= 1.0 + 2.5 * sev
+        fx.queue_add[i, s] += 120.0 + 480.0 * sev
+        fx.cpu_add[i, s] += 25.0 * sev
+        if rng.random() < 0.6 * sev:
+            fx.up[i, s] = 0.0
+            fx.errors[i, s] += 1 + int(4 * sev)
+            ev.append((i, fault.stage, EventKind.RUN_FAILED, "error",
+                       "ERROR: Query cancelled: statement timeout; WLM queue wait exceeded on "
+                       f"{p} (concurrency scaling unavailable)"))
+    elif kind is FaultKind.CDC_STOPPED:
+        fx.up[i, s] = 0.0
+        if minute == fault.start:
+            ev.append((i, fault.stage, EventKind.TASK_STOPPED, "error",
+                       "Replication task stopped. Last Error: Error reading the WAL; requested WAL segment "
+                       "has already been removed. Stop Reason: FATAL_ERROR"))
+        else:
+            ev.append((i, fault.stage, EventKind.TASK_STOPPED, "error",
+                       f"Replication task status: stopped for {minute - fault.start} min"))
