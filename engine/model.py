@@ -97,13 +97,21 @@ class PipelineSpec:
         return self.components.get(stage, f"{self.id}-{stage.value}")
 
 
+# The canonical metrics of a component. Sources map what they read (CloudWatch, the twin) onto these.
+METRICS: tuple[str, ...] = (
+    "cpu_pct", "memory_pct", "latency_s", "throughput_rows_s", "error_count", "workers",
+    "cdc_lag_s", "queue_wait_s", "freshness_s",
+)
+
+
 @dataclass(frozen=True, slots=True)
-class MetricSample:
+class StageSample:
+    """One stage's metrics in one minute; metrics the stage does not emit are absent."""
+
     pipeline_id: str
     stage: Stage
-    metric: str
     ts: datetime
-    value: float
+    values: dict[str, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +130,7 @@ class TelemetryBatch:
 
     start: datetime
     end: datetime
-    samples: list[MetricSample]
+    samples: list[StageSample]
     events: list[Event]
 
 
@@ -142,11 +150,7 @@ class PipelineHealth:
     status: Health
     freshness_minutes: float
     stages: dict[Stage, Health]
-
-    @property
-    def slo_healthy(self) -> bool:
-        """DESIGN: healthy when freshness is within target and no stage failed."""
-        return self.status is Health.HEALTHY
+    slo_healthy: bool  # DESIGN: freshness within target and no stage failed
 
 
 @dataclass(frozen=True, slots=True)

@@ -243,7 +243,13 @@ class Twin:
         demand = self.backlog + admitted
         processed = np.minimum(demand, bottleneck)
         self.backlog = demand - processed
-        self.util = np.minimum(demand[:, None] / cap_nominal, 1.5)
+        # Stages see what flows through them; only the bottleneck sees the queue in front of it.
+        flow = np.repeat(processed[:, None], S, axis=1)
+        flow[:, SOURCE] = admitted
+        neck = np.argmin(cap, axis=1)
+        rows = np.arange(n)
+        flow[rows, neck] = np.where(neck == SOURCE, arrivals, demand)
+        self.util = np.minimum(flow / cap_nominal, 1.5)
         saturated = self.util >= 0.95
 
         metrics = self._metrics(fx, eps, nominal, cap_nominal, admitted, processed, saturated)

@@ -1,0 +1,92 @@
+"""Stage and pipeline health per minute, from telemetry alone (DESIGN: "The pipeline model").
+
+A stage is *failed* in a minute when it logged an error (a failed run, a stopped task, a run with no
+progress); *degraded* when it warned or a metric crossed its static limit; otherwise *healthy*.
+A pipeline is SLO-healthy when end-to-end freshness is within its target and no stage failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from engine.model import STAGES, Health, PipelineHealth, PipelineSpec, Stage, StageHealth, TelemetryBatch
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Static limits above which a metric makes its stage degraded."""
+
+    cpu_pct: float = 90.0
+    memory_pct: float = 90.0
+    queue_wait_s: float = 60.0
+    cdc_lag_s: float = 300.0
+    latency_s: tuple[tuple[Stage, float], ...] = (
+        (Stage.SOURCE, 15.0), (Stage.ORCHESTRATOR, 60.0), (Stage.TRANSFORM, 300.0), (Stage.WAREHOUSE, 60.0))
+
+    def latency_for(self, stage: Stage) -> float:
+        return dict(self.latency_s)[stage]
+
+
+def assess(batch: TelemetryBatch, pipelines: list[PipelineSpec],
+           limits: Limits = Limits()) -> tuple[list[StageHealth], list[PipelineHealth]]:
+    """Health of every stage and pipeline in every minute of `batch` that has samples."""
+    metrics = {(s.pipeline_id, s.stage, s.ts): s.values for s in batch.samples}
+    worst_event: dict[tuple[str, Stage, datetime], tuple[str, str]] = {}
+    for e in batch.events:
+        if e.level not in ("warning", "error"):
+            continue
+        key = (e.pipeline_id, e.stage, e.ts.replace(second=0, microsecond=0))
+        if key not in worst_event or (e.level == "error" and worst_event[key][0] != "error"):
+            worst_event[key] = (e.level, e.message)
+    minutes = sorted({ts for (_, _, ts) in metrics})
+    targets = {p.id: p.freshness_target_minutes for p in pipelines}
+    stage_rows: list[StageHealth] = []
+    pipe_rows: list[PipelineHealth] = []
+    for ts in minutes:
+        for pid, target in targets.items():
+            statuses: dict[Stage, Health] = {}
+            freshness = float("nan")
+            for stage in STAGES:
+                m = metrics.get((pid, stage, ts))
+                if m is None:
+                    continue
+                status, reason = _stage_status(stage, m, worst_event.get((pid, stage, ts)), limits)
+                statuses[stage] = status
+                stage_rows.append(StageHealth(pid, stage, ts, status, reason))
+                if "freshness_s" in m:
+                    freshness = m["freshness_s"] / 60.0
+            if not statuses:
+                continue
+            pipe_rows.append(pipeline_health(pid, ts, statuses, freshness, target))
+    return stage_rows, pipe_rows
+
+
+def pipeline_health(pid: str, ts: datetime, statuses: dict[Stage, Health], freshness_minutes: float,
+                    target_minutes: float) -> PipelineHealth:
+    """Worst stage status, at least degraded when freshness misses its target (unknown counts as missed)."""
+    worst = max(statuses.values(), key=lambda h: h.rank)
+    fresh_ok = freshness_minutes <= target_minutes  # NaN compares False: no freshness, no SLO credit
+    if not fresh_ok and worst is Health.HEALTHY:
+        worst = Health.DEGRADED
+    slo = fresh_ok and Health.FAILED not in statuses.values()
+    return PipelineHealth(pid, ts, worst, round(freshness_minutes, 3), dict(statuses), slo)
+
+
+def _stage_status(stage: Stage, m: dict[str, float], event: tuple[str, str] | None,
+                  limits: Limits) -> tuple[Health, str]:
+    if event is not None and event[0] == "error":
+        return Health.FAILED, event[1][:300]
+    reasons = []
+    for name, limit in (("cpu_pct", limits.cpu_pct), ("memory_pct", limits.memory_pct),
+                        ("queue_wait_s", limits.queue_wait_s), ("cdc_lag_s", limits.cdc_lag_s),
+                        ("latency_s", limits.latency_for(stage))):
+        if m.get(name, 0.0) >= limit:
+            reasons.append(f"{name}={m[name]:.0f} ≥ {limit:g}")
+    if m.get("error_count", 0.0) > 0:
+        reasons.append(f"error_count={m['error_count']:.0f}")
+    if event is not None:
+        reasons.append(event[1][:200])
+    if reasons:
+        return Health.DEGRADED, "; ".join(reasons)
+    return Health.HEALTHY, ""

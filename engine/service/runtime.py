@@ -1,0 +1,143 @@
+"""The embedded runtime: the twin, its telemetry source and the store, ticking in a background thread.
+
+The console starts one per server (through a cached factory); `selfheal agent` runs the same loop in
+the foreground. Time is simulated: `sim_speed` simulated minutes pass per real second.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from engine.errors import SelfhealError
+from engine.model import FaultKind, Stage, floor_minute
+from engine.service.audit import record
+from engine.service.tick import TickResult, register, tick
+from engine.settings import Settings
+from engine.sim.faults import Fault
+from engine.sim.fleet import fleet_pipelines
+from engine.sim.twin import Twin
+from engine.store import repo
+from engine.store.db import Store
+from engine.telemetry.simulator import SimulatorSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeStatus:
+    running: bool
+    sim_now: datetime
+    ticks: int
+    last_tick_seconds: float | None
+    last_error: str | None
+
+
+class SimClock:
+    """Simulated time that runs `speed` simulated minutes per real second from an origin."""
+
+    def __init__(self, origin: datetime, speed: float, real: Callable[[], float] = time.monotonic) -> None:
+        self.origin = origin
+        self.speed = speed
+        self._real = real
+        self._real_origin = real()
+
+    def now(self) -> datetime:
+        return self.origin + timedelta(minutes=(self._real() - self._real_origin) * self.speed)
+
+
+class EmbeddedRuntime:
+    """Owns the live twin and ticks it into the store. Safe to call from several threads."""
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or Store.open(settings.store_url)
+        with self.store.read() as conn:
+            newest = repo.latest_health_ts(conn)
+        if newest is None:
+            start = floor_minute(datetime.now(UTC)) - timedelta(minutes=settings.backfill_minutes)
+        else:
+            # Resume after what the store already holds: history stays, the twin starts afresh.
+            start = newest + timedelta(minutes=1)
+        self.twin = Twin(fleet_pipelines(settings.fleet_size, settings.seed), seed=settings.seed, start=start)
+        self.source = SimulatorSource(self.twin)
+        register(self.store, self.source)
+        self._backfill_until = start + timedelta(minutes=settings.backfill_minutes if newest is None else 0)
+        self._clock: SimClock | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._ticks = 0
+        self._last_seconds: float | None = None
+        self._last_error: str | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def backfill(self) -> TickResult | None:
+        """Simulate the configured history quickly (once, before going live)."""
+        if self.twin.now >= self._backfill_until:
+            return None
+        log.info("backfilling %s of simulated history", self._backfill_until - self.twin.now)
+        result = None
+        while self.twin.now < self._backfill_until:
+            result = self.advance_to(min(self._backfill_until, self.twin.now + timedelta(hours=1)))
+        return result
+
+    def start(self) -> EmbeddedRuntime:
+        """Backfill, then tick in a daemon thread (when settings.live). Idempotent."""
+        with self._lock:
+            if self._thread is not None:
+                return self
+            self.backfill()
+            if not self.settings.live:
+                return self
+            self._clock = SimClock(self.twin.now, self.settings.sim_speed)
+            self._thread = threading.Thread(target=self._loop, name="selfheal-twin", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        assert self._clock is not None
+        while not self._stop.wait(self.settings.tick_seconds):
+            try:
+                self.advance_to(self._clock.now())
+            except SelfhealError as e:  # keep ticking; the page shows the last error
+                self._last_error = str(e)
+                log.warning("tick failed: %s", e)
+
+    # -- operations -----------------------------------------------------------------------------
+    def advance_to(self, until: datetime) -> TickResult:
+        """Run one tick up to `until` (simulated time)."""
+        t0 = time.perf_counter()
+        result = tick(self.store, self.source, until)
+        self._ticks += 1
+        self._last_seconds = time.perf_counter() - t0
+        self._last_error = None
+        return result
+
+    def advance(self, minutes: int) -> TickResult:
+        """Run one tick covering the next `minutes` simulated minutes (for tests and scripts)."""
+        return self.advance_to(self.twin.now + timedelta(minutes=minutes))
+
+    def inject_fault(self, pipeline: str, stage: Stage | str, kind: FaultKind | str, *, severity: float = 0.8,
+                     duration_minutes: int = 60, actor: str = "operator") -> Fault:
+        """Start a fault in the staging twin with the next simulated minute; audited."""
+        with self.source.lock:
+            fault = self.twin.inject_fault(pipeline, stage, kind, severity=severity,
+                                           duration_minutes=duration_minutes)
+        record(self.store, actor=actor, kind="fault_injected", subject=f"pipeline:{pipeline}",
+               detail={"stage": fault.stage.value, "kind": fault.kind.value, "severity": severity,
+                       "duration_minutes": duration_minutes, "sim_time": self.twin.time_of(fault.start).isoformat()})
+        return fault
+
+    def status(self) -> RuntimeStatus:
+        return RuntimeStatus(running=self._thread is not None and self._thread.is_alive(), sim_now=self.twin.now,
+                             ticks=self._ticks, last_tick_seconds=self._last_seconds, last_error=self._last_error)

@@ -1,0 +1,54 @@
+"""Telemetry source over the digital twin: the twin's arrays become metric samples and events."""
+
+from __future__ import annotations
+
+import math
+import threading
+from datetime import datetime
+
+import numpy as np
+
+from engine.model import STAGES, PipelineSpec, StageSample, TelemetryBatch, floor_minute
+from engine.sim.twin import MinuteTelemetry, Twin
+
+
+class SimulatorSource:
+    """A `TelemetrySource` that advances the twin as time is pulled. Thread-safe."""
+
+    name = "simulator"
+
+    def __init__(self, twin: Twin) -> None:
+        self.twin = twin
+        self.lock = threading.RLock()
+
+    def pipelines(self) -> list[PipelineSpec]:
+        return list(self.twin.pipelines)
+
+    def pull(self, until: datetime) -> TelemetryBatch:
+        with self.lock:
+            start = self.twin.now
+            target = math.floor((floor_minute(until) - self.twin.start).total_seconds() / 60)
+            minutes = self.twin.run_until(target)
+            end = self.twin.now
+        samples: list[StageSample] = []
+        events = []
+        for minute in minutes:
+            samples.extend(to_samples(minute, self.twin.pipelines))
+            events.extend(minute.events)
+        return TelemetryBatch(start=start, end=max(start, end), samples=samples, events=events)
+
+
+def to_samples(minute: MinuteTelemetry, pipelines: list[PipelineSpec]) -> list[StageSample]:
+    """One `StageSample` per pipeline and stage, leaving out metrics a stage does not emit (NaN)."""
+    ts = minute.ts
+    names = list(minute.metrics)
+    # [metric, pipeline, stage] -> python floats once, then plain indexing.
+    cube = np.round(np.stack([minute.metrics[m] for m in names]), 4)
+    present = [[names[k] for k in range(len(names)) if not np.isnan(cube[k, 0, s])] for s in range(len(STAGES))]
+    idx = [[k for k in range(len(names)) if not np.isnan(cube[k, 0, s])] for s in range(len(STAGES))]
+    values = cube.tolist()
+    out: list[StageSample] = []
+    for i, p in enumerate(pipelines):
+        for s, stage in enumerate(STAGES):
+            out.append(StageSample(p.id, stage, ts, {m: values[k][i][s] for m, k in zip(present[s], idx[s], strict=True)}))
+    return out
