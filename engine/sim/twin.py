@@ -252,7 +252,8 @@ class Twin:
         self.util = np.minimum(flow / cap_nominal, 1.5)
         saturated = self.util >= 0.95
 
-        metrics = self._metrics(fx, eps, nominal, cap_nominal, admitted, processed, saturated)
+        metrics = self._metrics(fx, eps, nominal=nominal, cap_nominal=cap_nominal, admitted=admitted,
+                                processed=processed, saturated=saturated)
         events = self._pending_events + [Event(self.pipelines[i].id, stage, self.time_of(m), kind, msg, level)
                                          for i, stage, kind, level, msg in fx.events]
         self._pending_events = []
@@ -260,7 +261,7 @@ class Twin:
         self.minute += 1
         return MinuteTelemetry(m, self.time_of(m), metrics, events)
 
-    def _metrics(self, fx: Effects, eps: np.ndarray, nominal: np.ndarray, cap_nominal: np.ndarray,
+    def _metrics(self, fx: Effects, eps: np.ndarray, *, nominal: np.ndarray, cap_nominal: np.ndarray,
                  admitted: np.ndarray, processed: np.ndarray, saturated: np.ndarray) -> dict[str, np.ndarray]:
         n = len(self.pipelines)
         util = np.minimum(self.util, 1.0) * fx.up
@@ -312,9 +313,8 @@ def _check_params(action: ActionKind, params: dict[str, Any]) -> None:
             raise ActionParamError(f"{action.value}: workers must be within 1..64, got {params['workers']}")
         if "factor" in params and not 0.1 <= float(params["factor"]) <= MAX_SCALE:
             raise ActionParamError(f"{action.value}: factor must be within 0.1..{MAX_SCALE}, got {params['factor']}")
-    if action is ActionKind.APPLY_BACK_PRESSURE and "max_utilisation" in params:
-        if not 0.1 <= float(params["max_utilisation"]) <= 1.0:
-            raise ActionParamError("apply_back_pressure: max_utilisation must be within 0.1..1.0")
+    if action is ActionKind.APPLY_BACK_PRESSURE and not 0.1 <= float(params.get("max_utilisation", 0.8)) <= 1.0:
+        raise ActionParamError("apply_back_pressure: max_utilisation must be within 0.1..1.0")
     if action is ActionKind.RETRY_WITH_BACKOFF:
         unknown = set(params) - {"base_s", "factor", "cap_s", "max_attempts"}
         if unknown:

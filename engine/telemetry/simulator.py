@@ -50,5 +50,6 @@ def to_samples(minute: MinuteTelemetry, pipelines: list[PipelineSpec]) -> list[S
     out: list[StageSample] = []
     for i, p in enumerate(pipelines):
         for s, stage in enumerate(STAGES):
-            out.append(StageSample(p.id, stage, ts, {m: values[k][i][s] for m, k in zip(present[s], idx[s], strict=True)}))
+            vals = {m: values[k][i][s] for m, k in zip(present[s], idx[s], strict=True)}
+            out.append(StageSample(p.id, stage, ts, vals))
     return out
