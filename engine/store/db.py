@@ -13,6 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import StaticPool
 
 from engine.errors import StoreError
 
@@ -43,7 +44,10 @@ def make_engine(url: str) -> Engine:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:" and not url.startswith("sqlite://?"):
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            memory = path in ("", ":memory:") or "mode=memory" in url
+            # An in-memory database lives in one connection: share it across threads with a static pool.
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                                   **({"poolclass": StaticPool} if memory else {}))
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
         return create_engine(url, pool_pre_ping=True)
