@@ -49,11 +49,15 @@ DEFAULT_STAGE: dict[ActionKind, Stage] = {
 # A retry policy's default: base 30 s, factor 2, cap 300 s, 6 attempts.
 RETRY_DEFAULTS = {"base_s": 30.0, "factor": 2.0, "cap_s": 300.0, "max_attempts": 6}
 MAX_SCALE = 8.0
+# How long a retry policy, once set on a task, stays in force for its next runs.
+RETRY_POLICY_MINUTES = 360
 
 
 def retry_window_minutes(params: dict[str, Any]) -> int:
     """How long a retry-with-backoff policy keeps retrying: the sum of its capped backoff delays."""
     p = {**RETRY_DEFAULTS, **params}
+    if not (p["base_s"] > 0 and p["factor"] >= 1 and p["cap_s"] > 0 and 1 <= int(p["max_attempts"]) <= 20):
+        raise ValueError("retry_with_backoff: need base_s > 0, factor >= 1, cap_s > 0 and 1 <= max_attempts <= 20")
     total = sum(min(p["cap_s"], p["base_s"] * p["factor"] ** k) for k in range(int(p["max_attempts"])))
     return max(1, round(total / 60))
 

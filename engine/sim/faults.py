@@ -54,7 +54,7 @@ class Effects:
     queue_add: np.ndarray
     hung_minutes: np.ndarray
     oom_guard: np.ndarray  # back pressure on: no out-of-memory failures
-    retry_on: np.ndarray  # a retry-with-backoff policy is active on the stage
+    retry_attempts: np.ndarray  # attempts of the retry-with-backoff policy on the stage (0: none)
     events: list[tuple[int, Stage, EventKind, str, str]] = field(default_factory=list)
 
 
@@ -80,8 +80,8 @@ _OOM_MESSAGES = {
 }
 
 
-def apply(fault: Fault, minute: int, fx: Effects, util: np.ndarray, rng: np.random.Generator) -> None:
-    """Add `fault`'s effect in `minute` to `fx`. `util` is last minute's utilisation per stage."""
+def apply(fault: Fault, minute: int, fx: Effects, load: np.ndarray, rng: np.random.Generator) -> None:
+    """Add `fault`'s effect in `minute` to `fx`. `load` is last minute's arrivals / capacity per stage."""
     i, s = fault.index, list(Stage).index(fault.stage)
     sev, p = fault.severity, fault.pipeline
     ev = fx.events
@@ -94,20 +94,32 @@ def apply(fault: Fault, minute: int, fx: Effects, util: np.ndarray, rng: np.rand
                    _DRIFT_MESSAGES[fault.stage].format(p=p, n=rejected)))
     elif kind is FaultKind.RESOURCE_CONTENTION:
         fx.load_mult[i] *= 1.0 + 0.5 * sev
-        fx.cap_mult[i, s] /= 1.0 + 3.0 * sev
+        fx.cap_mult[i, s] /= 1.0 + 1.5 * sev
         fx.cpu_add[i, s] += 30.0 * sev
         fx.mem_add[i, s] += 30.0 * sev
         fx.queue_add[i, s] += 20.0 * sev
-        saturated = util[i, s] >= 0.95
+        saturated = load[i, s] >= 0.95
         if saturated and sev >= 0.5 and not fx.oom_guard[i] and rng.random() < 0.35 * sev:
             fx.up[i, s] = 0.0
             fx.errors[i, s] += 1
             ev.append((i, fault.stage, EventKind.RUN_FAILED, "error", _OOM_MESSAGES[fault.stage].format(p=p)))
     elif kind is FaultKind.NETWORK_FAILURE:
-        p_fail = 0.1 if fx.retry_on[i, s] else 0.55 + 0.4 * sev
+        p_fail = 0.3 + 0.4 * sev  # chance that one connection attempt hits the link while it is down
         retries = 1 + int(3 * sev)
         fx.errors[i, s] += retries
-        if rng.random() < p_fail:
+        attempts = int(fx.retry_attempts[i, s])
+        if attempts:
+            # A retry policy absorbs the flap: a run fails only when every attempt hits a down link,
+            # and the backoff waits slow the stage down.
+            fx.cap_mult[i, s] *= 0.8
+            if rng.random() < p_fail**attempts:
+                fx.up[i, s] = 0.0
+                ev.append((i, fault.stage, EventKind.RUN_FAILED, "error",
+                           f"{_NETWORK_MESSAGES[fault.stage]} (all {attempts} retry attempts exhausted)"))
+            else:
+                ev.append((i, fault.stage, EventKind.LOG, "warning",
+                           f"connection errors absorbed by retries: {retries} attempts with exponential backoff"))
+        elif rng.random() < p_fail:
             fx.up[i, s] = 0.0
             ev.append((i, fault.stage, EventKind.RUN_FAILED, "error", _NETWORK_MESSAGES[fault.stage]))
         else:
@@ -122,10 +134,13 @@ def apply(fault: Fault, minute: int, fx: Effects, util: np.ndarray, rng: np.rand
                        f"Run has made no progress for {hung} min; still RUNNING past its expected duration "
                        "(execution timeout approaching)"))
     elif kind is FaultKind.WAREHOUSE_OVERLOAD:
-        fx.cap_mult[i, s] /= 1.0 + 2.5 * sev
-        fx.queue_add[i, s] += 120.0 + 480.0 * sev
-        fx.cpu_add[i, s] += 25.0 * sev
-        if rng.random() < 0.6 * sev:
+        # Competing queries eat capacity; queueing and timeouts follow the pressure that is left,
+        # so adding capacity (or moving the competing load) relieves them.
+        fx.cap_mult[i, s] /= 1.0 + 1.5 * sev
+        pressure = float(np.clip((load[i, s] - 0.6) / 0.35, 0.0, 1.0))
+        fx.queue_add[i, s] += (120.0 + 480.0 * sev) * pressure
+        fx.cpu_add[i, s] += 25.0 * sev * pressure
+        if rng.random() < 0.6 * sev * pressure:
             fx.up[i, s] = 0.0
             fx.errors[i, s] += 1 + int(4 * sev)
             ev.append((i, fault.stage, EventKind.RUN_FAILED, "error",

@@ -33,6 +33,8 @@ from engine.sim.actions import (
     FIXES,
     MAX_SCALE,
     PIPELINE_WIDE,
+    RETRY_DEFAULTS,
+    RETRY_POLICY_MINUTES,
     TIMING,
     PendingAction,
     retry_window_minutes,
@@ -95,8 +97,10 @@ class Twin:
         self.src_backlog = np.zeros(n)  # rows held at the source (stopped CDC, back pressure)
         self.admit_fraction = np.full(n, np.inf)  # back pressure: admit at most this share of capacity
         self.retry_until = np.full((n, S), -1)
+        self.retry_attempts = np.zeros((n, S), dtype=int)
         self.restart_until = np.full((n, S), -1)
         self.util = np.zeros((n, S))
+        self.load_ratio = np.zeros((n, S))  # new arrivals / capacity, last minute (no catch-up backlog)
         self.minute = 0
         self.faults: list[Fault] = []
         self.actions: list[PendingAction] = []
@@ -165,7 +169,9 @@ class Twin:
         if action is ActionKind.RESTART_TASK:
             self.restart_until[i, s] = run.completes
         elif action is ActionKind.RETRY_WITH_BACKOFF:
-            self.retry_until[i, s] = self.minute + retry_window_minutes(params)
+            # The policy stays attached to the task for its next runs (RETRY_POLICY_MINUTES).
+            self.retry_until[i, s] = self.minute + max(RETRY_POLICY_MINUTES, retry_window_minutes(params))
+            self.retry_attempts[i, s] = int({**RETRY_DEFAULTS, **params}["max_attempts"])
         elif action is ActionKind.APPLY_BACK_PRESSURE:
             fraction = float(params.get("max_utilisation", 0.8))
             self.admit_fraction[i] = np.inf if params.get("release") else fraction
@@ -221,10 +227,11 @@ class Twin:
         fx = Effects(load_mult=np.ones(n), cap_mult=np.ones((n, S)), up=np.ones((n, S)),
                      cpu_add=np.zeros((n, S)), mem_add=np.zeros((n, S)), errors=np.zeros((n, S)),
                      queue_add=np.zeros((n, S)), hung_minutes=np.zeros((n, S)),
-                     oom_guard=np.isfinite(self.admit_fraction), retry_on=self.retry_until >= m)
+                     oom_guard=np.isfinite(self.admit_fraction),
+                     retry_attempts=np.where(self.retry_until >= m, self.retry_attempts, 0))
         for f in self.faults:
             if f.active(m):
-                fault_physics.apply(f, m, fx, self.util, self._fault_rng)
+                fault_physics.apply(f, m, fx, self.load_ratio, self._fault_rng)
         fx.up[self.restart_until > m] = 0.0
 
         tod = (self.start.hour * 60 + self.start.minute + m) % 1440
@@ -250,6 +257,7 @@ class Twin:
         rows = np.arange(n)
         flow[rows, neck] = np.where(neck == SOURCE, arrivals, demand)
         self.util = np.minimum(flow / cap_nominal, 1.5)
+        self.load_ratio = np.minimum(offered[:, None] / cap_nominal, 1.5)
         saturated = self.util >= 0.95
 
         metrics = self._metrics(fx, eps, nominal=nominal, cap_nominal=cap_nominal, admitted=admitted,
@@ -319,3 +327,7 @@ def _check_params(action: ActionKind, params: dict[str, Any]) -> None:
         unknown = set(params) - {"base_s", "factor", "cap_s", "max_attempts"}
         if unknown:
             raise ActionParamError(f"retry_with_backoff: unknown parameter(s) {sorted(unknown)}")
+        try:
+            retry_window_minutes(params)
+        except (ValueError, TypeError) as e:
+            raise ActionParamError(str(e)) from e

@@ -1,0 +1,171 @@
+"""The `selfheal` command line. Errors print one clear line and exit with status 2."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from engine.errors import SelfhealError
+
+app = typer.Typer(help="selfheal: an operations console for self-healing data pipelines.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+err = Console(stderr=True, soft_wrap=True)
+out = Console()
+
+
+def _fail(e: Exception) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {e}", highlight=False)
+    return typer.Exit(code=2)
+
+
+@app.callback()
+def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def console(port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+            address: Annotated[str, typer.Option(help="Address to bind.")] = "0.0.0.0") -> None:
+    """Start the web console (embedded twin + store from SELFHEAL_* settings)."""
+    from engine.settings import load_settings
+
+    try:
+        settings = load_settings()
+    except SelfhealError as e:
+        raise _fail(e) from e
+    app_path = Path(__file__).resolve().parent.parent / "console" / "app.py"
+    if not app_path.exists():
+        raise _fail(SelfhealError(f"console entry point not found at {app_path}; install with `pip install -e .`"))
+    out.print(f"selfheal console on http://localhost:{port}  (store: {settings.store_url})")
+    args = [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.port", str(port),
+            "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    os.execv(sys.executable, args)
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[Path, typer.Option("--scenario", "-s", help="Scenario JSON file (format in DESIGN.md).")],
+    policy: Annotated[str, typer.Option(help="Recovery policy: none (more arrive with the decision layer).")] = "none",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON here.")] = None,
+    store: Annotated[str, typer.Option(help="Keep the run in this (empty) database URL; default in memory.")]
+    = "sqlite://",
+) -> None:
+    """Run a scenario to the end as fast as possible and report SLO, incidents, MTTD and MTTR."""
+    from engine.service.simulate import run_scenario
+    from engine.sim.scenario import load_scenario
+
+    try:
+        sc = load_scenario(scenario)
+        with Progress(TextColumn("simulating {task.description}"), BarColumn(), TextColumn("{task.completed}/"
+                      "{task.total} min"), TimeRemainingColumn(), console=err, transient=True) as bar:
+            task = bar.add_task(sc.name, total=sc.duration_minutes)
+            report = run_scenario(sc, store_url=store, policy=policy,
+                                  progress=lambda done, _total: bar.update(task, completed=done))
+    except SelfhealError as e:
+        raise _fail(e) from e
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    _print_report(report)
+
+
+def _print_report(report: dict) -> None:
+    t = Table(title=f"{report['scenario']} (seed {report['seed']}, policy {report['policy']})")
+    for col in ("pipeline", "SLO", "incidents", "MTTD min", "MTTR min"):
+        t.add_column(col, justify="left" if col == "pipeline" else "right")
+    fmt = lambda v: "-" if v is None else f"{v:g}"  # noqa: E731
+    for p in report["pipelines"]:
+        t.add_row(p["id"], fmt(p["slo_attainment"]), str(len(p["incidents"])), fmt(p["mttd_minutes_mean"]),
+                  fmt(p["mttr_minutes_mean"]))
+    out.print(t)
+    s = report["summary"]
+    out.print(f"fleet SLO {fmt(s['slo_attainment'])}; faults {s['faults']} (detected {s['detected']}, "
+              f"recovered {s['recovered']}); false incidents {s['false_incidents']}; "
+              f"MTTD mean {fmt(s['mttd_minutes_mean'])} min; MTTR mean {fmt(s['mttr_minutes_mean'])} min, "
+              f"p95 {fmt(s['mttr_minutes_p95'])} min")
+
+
+@app.command()
+def agent(
+    interval: Annotated[float | None, typer.Option(help="Real seconds between ticks (SELFHEAL_TICK_SECONDS).")] = None,
+    speed: Annotated[float | None, typer.Option(help="Simulated minutes per real second (SELFHEAL_SIM_SPEED).")]
+    = None,
+    ticks: Annotated[int | None, typer.Option(help="Stop after this many ticks (default: run until stopped).")]
+    = None,
+) -> None:
+    """Run the loop as a worker: tick the configured source into the store until stopped (Ctrl-C / SIGTERM)."""
+    from engine.service.runtime import EmbeddedRuntime, SimClock
+    from engine.settings import load_settings
+
+    try:
+        overrides: dict[str, object] = {"live": False}
+        if interval is not None:
+            overrides["tick_seconds"] = interval
+        if speed is not None:
+            overrides["sim_speed"] = speed
+        settings = load_settings(**overrides)
+        runtime = EmbeddedRuntime(settings)
+        runtime.backfill()
+    except SelfhealError as e:
+        raise _fail(e) from e
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    clock = SimClock(runtime.twin.now, settings.sim_speed)
+    err.print(f"agent: {len(runtime.twin.pipelines)} pipelines from the simulator into {settings.store_url}; "
+              f"tick every {settings.tick_seconds:g}s at {settings.sim_speed:g} sim-min/s")
+    done = 0
+    while (ticks is None or done < ticks) and not stop.wait(settings.tick_seconds):
+        try:
+            r = runtime.advance_to(clock.now())
+        except SelfhealError as e:
+            err.print(f"[yellow]tick failed:[/] {e}")
+            continue
+        done += 1
+        err.print(f"tick {done}: up to {r.end.isoformat()} ({r.minutes} min, {r.samples} samples, "
+                  f"{len(r.opened)} opened, {len(r.closed)} closed)", highlight=False)
+    err.print(f"agent: stopped after {done} tick(s)")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or upgrade the schema of the configured store to the newest migration."""
+    from engine.settings import load_settings
+    from engine.store.db import Store
+
+    try:
+        s = Store.open(load_settings().store_url, migrate=True)
+        out.print(f"store at revision {s.revision()} (head {Store.head()})")
+    except SelfhealError as e:
+        raise _fail(e) from e
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the schema revision of the configured store (without migrating)."""
+    from engine.settings import load_settings
+    from engine.store.db import Store
+
+    try:
+        s = Store.open(load_settings().store_url, migrate=False)
+        out.print(f"store at revision {s.revision() or 'none (empty database)'} (head {Store.head()})")
+    except SelfhealError as e:
+        raise _fail(e) from e
+
+
+def main() -> None:
+    app()
