@@ -59,7 +59,7 @@ def evaluate(store: Store, twin: Twin, scenario: Scenario, policy: str) -> dict[
     with store.read() as conn:
         health = repo.pipeline_health_frame(conn, start, end)
         incidents = repo.incidents_between(conn, start, end)
-    minute = lambda ts: int(round((ts - start).total_seconds() / 60))  # noqa: E731
+    minute = lambda ts: round((ts - start).total_seconds() / 60)  # noqa: E731
     faults = [_score_fault(i, f, incidents, minute) for i, f in enumerate(twin.faults)]
     matched = {f["incident_id"] for f in faults if f["incident_id"] is not None}
     pipelines = []

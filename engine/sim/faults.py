@@ -5,11 +5,12 @@ The twin owns the world state; this module holds the per-kind physics so each fa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.model import EventKind, FaultKind, Stage
+from engine.model import STAGES, EventKind, FaultKind, Stage
 
 # Kinds whose damage stays until the right action is taken (DESIGN: "a drifted schema stays drifted").
 PERSISTENT = frozenset({FaultKind.SCHEMA_DRIFT, FaultKind.CDC_STOPPED, FaultKind.TIMEOUT})
@@ -82,76 +83,101 @@ _OOM_MESSAGES = {
 
 def apply(fault: Fault, minute: int, fx: Effects, load: np.ndarray, rng: np.random.Generator) -> None:
     """Add `fault`'s effect in `minute` to `fx`. `load` is last minute's arrivals / capacity per stage."""
-    i, s = fault.index, list(Stage).index(fault.stage)
-    sev, p = fault.severity, fault.pipeline
-    ev = fx.events
-    kind = fault.kind
-    if kind is FaultKind.SCHEMA_DRIFT:
+    PHYSICS[fault.kind](fault, minute, fx, load, rng)
+
+
+def _schema_drift(fault: Fault, minute: int, fx: Effects, load: np.ndarray, rng: np.random.Generator) -> None:
+    i, s, sev, p, ev = fault.index, STAGES.index(fault.stage), fault.severity, fault.pipeline, fx.events
+    fx.up[i, s] = 0.0
+    rejected = int(200 + 2000 * sev)
+    fx.errors[i, s] += rejected
+    ev.append((i, fault.stage, EventKind.RUN_FAILED, "error",
+               _DRIFT_MESSAGES[fault.stage].format(p=p, n=rejected)))
+
+
+def _resource_contention(fault: Fault, minute: int, fx: Effects, load: np.ndarray, rng: np.random.Generator) -> None:
+    i, s, sev, p, ev = fault.index, STAGES.index(fault.stage), fault.severity, fault.pipeline, fx.events
+    fx.load_mult[i] *= 1.0 + 0.5 * sev
+    fx.cap_mult[i, s] /= 1.0 + 1.5 * sev
+    fx.cpu_add[i, s] += 30.0 * sev
+    fx.mem_add[i, s] += 30.0 * sev
+    fx.queue_add[i, s] += 20.0 * sev
+    saturated = load[i, s] >= 0.95
+    if saturated and sev >= 0.5 and not fx.oom_guard[i] and rng.random() < 0.35 * sev:
         fx.up[i, s] = 0.0
-        rejected = int(200 + 2000 * sev)
-        fx.errors[i, s] += rejected
-        ev.append((i, fault.stage, EventKind.RUN_FAILED, "error",
-                   _DRIFT_MESSAGES[fault.stage].format(p=p, n=rejected)))
-    elif kind is FaultKind.RESOURCE_CONTENTION:
-        fx.load_mult[i] *= 1.0 + 0.5 * sev
-        fx.cap_mult[i, s] /= 1.0 + 1.5 * sev
-        fx.cpu_add[i, s] += 30.0 * sev
-        fx.mem_add[i, s] += 30.0 * sev
-        fx.queue_add[i, s] += 20.0 * sev
-        saturated = load[i, s] >= 0.95
-        if saturated and sev >= 0.5 and not fx.oom_guard[i] and rng.random() < 0.35 * sev:
+        fx.errors[i, s] += 1
+        ev.append((i, fault.stage, EventKind.RUN_FAILED, "error", _OOM_MESSAGES[fault.stage].format(p=p)))
+
+
+def _network_failure(fault: Fault, minute: int, fx: Effects, load: np.ndarray, rng: np.random.Generator) -> None:
+    i, s, sev, ev = fault.index, STAGES.index(fault.stage), fault.severity, fx.events
+    p_fail = 0.3 + 0.4 * sev  # chance that one connection attempt hits the link while it is down
+    retries = 1 + int(3 * sev)
+    fx.errors[i, s] += retries
+    attempts = int(fx.retry_attempts[i, s])
+    if attempts:
+        # A retry policy absorbs the flap: a run fails only when every attempt hits a down link,
+        # and the backoff waits slow the stage down.
+        fx.cap_mult[i, s] *= 0.8
+        if rng.random() < p_fail**attempts:
             fx.up[i, s] = 0.0
-            fx.errors[i, s] += 1
-            ev.append((i, fault.stage, EventKind.RUN_FAILED, "error", _OOM_MESSAGES[fault.stage].format(p=p)))
-    elif kind is FaultKind.NETWORK_FAILURE:
-        p_fail = 0.3 + 0.4 * sev  # chance that one connection attempt hits the link while it is down
-        retries = 1 + int(3 * sev)
-        fx.errors[i, s] += retries
-        attempts = int(fx.retry_attempts[i, s])
-        if attempts:
-            # A retry policy absorbs the flap: a run fails only when every attempt hits a down link,
-            # and the backoff waits slow the stage down.
-            fx.cap_mult[i, s] *= 0.8
-            if rng.random() < p_fail**attempts:
-                fx.up[i, s] = 0.0
-                ev.append((i, fault.stage, EventKind.RUN_FAILED, "error",
-                           f"{_NETWORK_MESSAGES[fault.stage]} (all {attempts} retry attempts exhausted)"))
-            else:
-                ev.append((i, fault.stage, EventKind.LOG, "warning",
-                           f"connection errors absorbed by retries: {retries} attempts with exponential backoff"))
-        elif rng.random() < p_fail:
-            fx.up[i, s] = 0.0
-            ev.append((i, fault.stage, EventKind.RUN_FAILED, "error", _NETWORK_MESSAGES[fault.stage]))
+            ev.append((i, fault.stage, EventKind.RUN_FAILED, "error",
+                       f"{_NETWORK_MESSAGES[fault.stage]} (all {attempts} retry attempts exhausted)"))
         else:
             ev.append((i, fault.stage, EventKind.LOG, "warning",
-                       f"transient connection errors: {retries} retries before success (connection reset by peer)"))
-    elif kind is FaultKind.TIMEOUT:
-        hung = minute - fault.start + 1
+                       f"connection errors absorbed by retries: {retries} attempts with exponential backoff"))
+    elif rng.random() < p_fail:
         fx.up[i, s] = 0.0
-        fx.hung_minutes[i, s] = hung
-        if hung >= 3:
-            ev.append((i, fault.stage, EventKind.LOG, "error",
-                       f"Run has made no progress for {hung} min; still RUNNING past its expected duration "
-                       "(execution timeout approaching)"))
-    elif kind is FaultKind.WAREHOUSE_OVERLOAD:
-        # Competing queries eat capacity; queueing and timeouts follow the pressure that is left,
-        # so adding capacity (or moving the competing load) relieves them.
-        fx.cap_mult[i, s] /= 1.0 + 1.5 * sev
-        pressure = float(np.clip((load[i, s] - 0.6) / 0.35, 0.0, 1.0))
-        fx.queue_add[i, s] += (120.0 + 480.0 * sev) * pressure
-        fx.cpu_add[i, s] += 25.0 * sev * pressure
-        if rng.random() < 0.6 * sev * pressure:
-            fx.up[i, s] = 0.0
-            fx.errors[i, s] += 1 + int(4 * sev)
-            ev.append((i, fault.stage, EventKind.RUN_FAILED, "error",
-                       "ERROR: Query cancelled: statement timeout; WLM queue wait exceeded on "
-                       f"{p} (concurrency scaling unavailable)"))
-    elif kind is FaultKind.CDC_STOPPED:
+        ev.append((i, fault.stage, EventKind.RUN_FAILED, "error", _NETWORK_MESSAGES[fault.stage]))
+    else:
+        ev.append((i, fault.stage, EventKind.LOG, "warning",
+                   f"transient connection errors: {retries} retries before success (connection reset by peer)"))
+
+
+def _timeout(fault: Fault, minute: int, fx: Effects, load: np.ndarray, rng: np.random.Generator) -> None:
+    i, s, ev = fault.index, STAGES.index(fault.stage), fx.events
+    hung = minute - fault.start + 1
+    fx.up[i, s] = 0.0
+    fx.hung_minutes[i, s] = hung
+    if hung >= 3:
+        ev.append((i, fault.stage, EventKind.LOG, "error",
+                   f"Run has made no progress for {hung} min; still RUNNING past its expected duration "
+                   "(execution timeout approaching)"))
+
+
+def _warehouse_overload(fault: Fault, minute: int, fx: Effects, load: np.ndarray, rng: np.random.Generator) -> None:
+    i, s, sev, p, ev = fault.index, STAGES.index(fault.stage), fault.severity, fault.pipeline, fx.events
+    # Competing queries eat capacity; queueing and timeouts follow the pressure that is left,
+    # so adding capacity (or moving the competing load) relieves them.
+    fx.cap_mult[i, s] /= 1.0 + 1.5 * sev
+    pressure = float(np.clip((load[i, s] - 0.6) / 0.35, 0.0, 1.0))
+    fx.queue_add[i, s] += (120.0 + 480.0 * sev) * pressure
+    fx.cpu_add[i, s] += 25.0 * sev * pressure
+    if rng.random() < 0.6 * sev * pressure:
         fx.up[i, s] = 0.0
-        if minute == fault.start:
-            ev.append((i, fault.stage, EventKind.TASK_STOPPED, "error",
-                       "Replication task stopped. Last Error: Error reading the WAL; requested WAL segment "
-                       "has already been removed. Stop Reason: FATAL_ERROR"))
-        else:
-            ev.append((i, fault.stage, EventKind.TASK_STOPPED, "error",
-                       f"Replication task status: stopped for {minute - fault.start} min"))
+        fx.errors[i, s] += 1 + int(4 * sev)
+        ev.append((i, fault.stage, EventKind.RUN_FAILED, "error",
+                   "ERROR: Query cancelled: statement timeout; WLM queue wait exceeded on "
+                   f"{p} (concurrency scaling unavailable)"))
+
+
+def _cdc_stopped(fault: Fault, minute: int, fx: Effects, load: np.ndarray, rng: np.random.Generator) -> None:
+    i, s, ev = fault.index, STAGES.index(fault.stage), fx.events
+    fx.up[i, s] = 0.0
+    if minute == fault.start:
+        ev.append((i, fault.stage, EventKind.TASK_STOPPED, "error",
+                   "Replication task stopped. Last Error: Error reading the WAL; requested WAL segment "
+                   "has already been removed. Stop Reason: FATAL_ERROR"))
+    else:
+        ev.append((i, fault.stage, EventKind.TASK_STOPPED, "error",
+                   f"Replication task status: stopped for {minute - fault.start} min"))
+
+
+PHYSICS: dict[FaultKind, Callable[[Fault, int, Effects, np.ndarray, np.random.Generator], None]] = {
+    FaultKind.SCHEMA_DRIFT: _schema_drift,
+    FaultKind.RESOURCE_CONTENTION: _resource_contention,
+    FaultKind.NETWORK_FAILURE: _network_failure,
+    FaultKind.TIMEOUT: _timeout,
+    FaultKind.WAREHOUSE_OVERLOAD: _warehouse_overload,
+    FaultKind.CDC_STOPPED: _cdc_stopped,
+}

@@ -38,7 +38,7 @@ def _freshness(twin, minutes, pipeline=0):
 
 def test_same_seed_same_telemetry_and_different_seed_differs():
     a, b, c = _twin(seed=5), _twin(seed=5), _twin(seed=6)
-    for ma, mb, mc in zip(a.run_until(200), b.run_until(200), c.run_until(200), strict=True):
+    for ma, mb, mc in zip(a.run_until(200), b.run_until(200), c.run_until(200), strict=True):  # noqa: B007
         for name in ma.metrics:
             np.testing.assert_array_equal(ma.metrics[name], mb.metrics[name])
         assert ma.events == mb.events
@@ -77,7 +77,7 @@ SIGNATURES = [
 @pytest.mark.parametrize(("kind", "stage", "visible"), SIGNATURES)
 def test_each_fault_is_visible_on_its_stage_and_only_there(kind, stage, visible):
     twin = _twin(stage=stage, kind=kind)
-    before_stages, before, _ = _health(twin, FAULT_AT)
+    _, before, _ = _health(twin, FAULT_AT)
     assert all(p.slo_healthy for p in before)
     stages, pipes, batch = _health(twin, 10)
     mine = [s for s in batch.samples if s.pipeline_id == "orders" and s.stage.value == stage]
@@ -175,7 +175,7 @@ def test_action_errors_are_clear():
         twin.apply_action("orders", "reboot_everything")
     with pytest.raises(UnknownPipelineError, match="billing"):
         twin.apply_action("billing", "restart_task")
-    with pytest.raises(ActionParamError, match="workers must be within 1..64"):
+    with pytest.raises(ActionParamError, match=r"workers must be within 1\.\.64"):
         twin.apply_action("orders", ActionKind.SCALE_WORKERS, params={"workers": 500})
     with pytest.raises(ActionParamError, match="unknown parameter"):
         twin.apply_action("orders", "retry_with_backoff", params={"jitter_mode": "x"})
