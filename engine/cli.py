@@ -169,3 +169,7 @@ def db_current() -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

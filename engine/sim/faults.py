@@ -47,6 +47,7 @@ class Effects:
     """Modifiers for one minute, shaped like the twin's arrays ([N] or [N, S])."""
 
     load_mult: np.ndarray
+    extra_load: np.ndarray  # additional arrivals, in units of the pipeline's mean load
     cap_mult: np.ndarray
     up: np.ndarray
     cpu_add: np.ndarray
@@ -97,7 +98,9 @@ def _schema_drift(fault: Fault, minute: int, fx: Effects, load: np.ndarray, rng:
 
 def _resource_contention(fault: Fault, minute: int, fx: Effects, load: np.ndarray, rng: np.random.Generator) -> None:
     i, s, sev, p, ev = fault.index, STAGES.index(fault.stage), fault.severity, fault.pipeline, fx.events
-    fx.load_mult[i] *= 1.0 + 0.5 * sev
+    # A data surge is a burst of extra rows (in units of the pipeline's mean load), whatever the hour;
+    # the stage it lands on also loses capacity to the contention.
+    fx.extra_load[i] += 1.5 * sev
     fx.cap_mult[i, s] /= 1.0 + 1.5 * sev
     fx.cpu_add[i, s] += 30.0 * sev
     fx.mem_add[i, s] += 30.0 * sev

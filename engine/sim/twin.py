@@ -224,7 +224,7 @@ class Twin:
         # Noise is drawn in fixed shapes every minute so faults and actions never shift it.
         eps_load = self._noise.normal(0.0, 0.05, n)
         eps = self._noise.normal(0.0, 1.0, (6, n, S))
-        fx = Effects(load_mult=np.ones(n), cap_mult=np.ones((n, S)), up=np.ones((n, S)),
+        fx = Effects(load_mult=np.ones(n), extra_load=np.zeros(n), cap_mult=np.ones((n, S)), up=np.ones((n, S)),
                      cpu_add=np.zeros((n, S)), mem_add=np.zeros((n, S)), errors=np.zeros((n, S)),
                      queue_add=np.zeros((n, S)), hung_minutes=np.zeros((n, S)),
                      oom_guard=np.isfinite(self.admit_fraction),
@@ -237,7 +237,7 @@ class Twin:
         tod = (self.start.hour * 60 + self.start.minute + m) % 1440
         season = 1.0 + 0.35 * np.sin(2 * math.pi * tod / 1440 + self.phase)
         nominal = self.base_load * season
-        offered = nominal * np.exp(eps_load) * fx.load_mult
+        offered = (nominal * fx.load_mult + self.base_load * fx.extra_load) * np.exp(eps_load)
         cap_nominal = self.cap_base * self.scale * fx.cap_mult
         cap = cap_nominal * fx.up
         bottleneck = cap.min(axis=1)

@@ -109,10 +109,11 @@ def test_transient_causes_clear_by_themselves(kind):
     assert all(ok[-60:])  # and recovered without help
 
 
-# The action that fixes each fault kind.
+# The action that fixes each fault kind (a severe surge needs a scale-out to match: the size matters).
 FIX = {"schema_drift": ("transform", "remap_schema"), "timeout": ("transform", "restart_task"),
        "cdc_stopped": ("source", "restart_cdc_task"), "network_failure": ("warehouse", "retry_with_backoff"),
        "warehouse_overload": ("warehouse", "scale_warehouse"), "resource_contention": ("transform", "scale_workers")}
+PARAMS = {"resource_contention": {"factor": 3}}
 
 
 def _unhealthy_minutes(kind, seed, action=None):
@@ -120,7 +121,7 @@ def _unhealthy_minutes(kind, seed, action=None):
     stage, _ = FIX[kind]
     twin = _twin(seed=seed, stage=stage, kind=kind, duration=120, severity=0.9)
     twin.run_until(FAULT_AT + 5)
-    run = twin.apply_action("orders", action, stage=stage) if action else None
+    run = twin.apply_action("orders", action, stage=stage, params=PARAMS.get(kind)) if action else None
     _, pipes, _ = _health(twin, 400)
     bad = sum(not p.slo_healthy for p in pipes if p.pipeline_id == "orders")
     return bad, run
