@@ -78,9 +78,8 @@ def test_telemetry_and_health_round_trip_with_aware_utc_times(store):
     assert row.memory_pct is None or row.memory_pct != row.memory_pct  # absent metric stays empty
     assert events == [event]
     assert healths.iloc[0].freshness_minutes == 4.5 and bool(healths.iloc[0].slo_healthy)
-    with pytest.raises(ValueError, match="unknown metric"):
-        with store.read() as conn:
-            repo.stage_frame(conn, T0, T0, metrics=("cpu_pct; drop table x",))
+    with pytest.raises(ValueError, match="unknown metric"), store.read() as conn:
+        repo.stage_frame(conn, T0, T0, metrics=("cpu_pct; drop table x",))
 
 
 def test_naive_datetimes_are_refused(store):
@@ -124,7 +123,7 @@ def _twin_source():
 
 
 def test_a_tick_writes_everything_or_nothing(store):
-    twin, source = _twin_source()
+    _twin, source = _twin_source()
     register(store, source)
     batch = source.pull(T0 + timedelta(minutes=5))
     ingest(store, source, batch)
