@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from engine.errors import SelfhealError
-from engine.model import FaultKind, Stage, floor_minute
+from engine.model import FaultKind, PipelineSpec, Stage, floor_minute
 from engine.service.audit import record
 from engine.service.tick import TickResult, register, tick
 from engine.settings import Settings
@@ -137,6 +137,10 @@ class EmbeddedRuntime:
                detail={"stage": fault.stage.value, "kind": fault.kind.value, "severity": severity,
                        "duration_minutes": duration_minutes, "sim_time": self.twin.time_of(fault.start).isoformat()})
         return fault
+
+    def pipelines(self) -> list[PipelineSpec]:
+        """The pipelines of the embedded fleet."""
+        return self.source.pipelines()
 
     def status(self) -> RuntimeStatus:
         return RuntimeStatus(running=self._thread is not None and self._thread.is_alive(), sim_now=self.twin.now,

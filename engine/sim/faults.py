@@ -56,6 +56,7 @@ class Effects:
     queue_add: np.ndarray
     hung_minutes: np.ndarray
     oom_guard: np.ndarray  # back pressure on: no out-of-memory failures
+    scale: np.ndarray  # current capacity multiple per stage (scaling actions)
     retry_attempts: np.ndarray  # attempts of the retry-with-backoff policy on the stage (0: none)
     events: list[tuple[int, Stage, EventKind, str, str]] = field(default_factory=list)
 
@@ -150,9 +151,10 @@ def _timeout(fault: Fault, minute: int, fx: Effects, load: np.ndarray, rng: np.r
 
 def _warehouse_overload(fault: Fault, minute: int, fx: Effects, load: np.ndarray, rng: np.random.Generator) -> None:
     i, s, sev, p, ev = fault.index, STAGES.index(fault.stage), fault.severity, fault.pipeline, fx.events
-    # Competing queries eat capacity; queueing and timeouts follow the pressure that is left,
-    # so adding capacity (or moving the competing load) relieves them.
-    fx.cap_mult[i, s] /= 1.0 + 1.5 * sev
+    # Competing queries eat capacity; queueing and timeouts follow the pressure that is left.
+    # The competing workload takes a fixed slice of the nominal cluster, so resizing relieves it.
+    competing = 0.5 + 0.4 * sev
+    fx.cap_mult[i, s] *= max(0.05, 1.0 - competing / fx.scale[i, s])
     pressure = float(np.clip((load[i, s] - 0.6) / 0.35, 0.0, 1.0))
     fx.queue_add[i, s] += (120.0 + 480.0 * sev) * pressure
     fx.cpu_add[i, s] += 25.0 * sev * pressure

@@ -227,7 +227,7 @@ class Twin:
         fx = Effects(load_mult=np.ones(n), extra_load=np.zeros(n), cap_mult=np.ones((n, S)), up=np.ones((n, S)),
                      cpu_add=np.zeros((n, S)), mem_add=np.zeros((n, S)), errors=np.zeros((n, S)),
                      queue_add=np.zeros((n, S)), hung_minutes=np.zeros((n, S)),
-                     oom_guard=np.isfinite(self.admit_fraction),
+                     oom_guard=np.isfinite(self.admit_fraction), scale=self.scale,
                      retry_attempts=np.where(self.retry_until >= m, self.retry_attempts, 0))
         for f in self.faults:
             if f.active(m):

@@ -1,0 +1,72 @@
+"""Browser journeys over the live console: watch the fleet, inject a fault, see it fail; read the SLO page."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+# The twin ticks every second and the fleet panel refreshes every 2 s: a fault shows within a few
+# seconds; the bound leaves room for a slow CI machine.
+FAULT_VISIBLE_MS = 20_000
+PAGE_READY_MS = 30_000
+
+
+def choose(page: Page, label: str, option: str, attempts: int = 5) -> None:
+    """Pick `option` in the Streamlit selectbox labelled `label`.
+
+    The dropdown closes when the page moves under it (the expander still opening, a live refresh
+    above it), so opening it is retried a bounded number of times, each with a short deadline.
+    """
+    box = page.get_by_test_id("stSelectbox").filter(has_text=label)
+    listbox = page.get_by_role("listbox", name=label)
+    for attempt in range(attempts):
+        box.click()
+        try:
+            expect(listbox).to_be_visible(timeout=2_000)
+            break
+        except AssertionError:
+            if attempt == attempts - 1:
+                raise
+            page.keyboard.press("Escape")
+    listbox.get_by_role("option", name=option, exact=True).click()
+    expect(page.get_by_role("combobox", name=label)).to_have_value(option)
+
+
+def test_inject_schema_drift_turns_transform_failed(console_page: Page, snap: Callable[[Page, str], Path]) -> None:
+    page = console_page
+    expect(page.get_by_role("heading", name="Fleet health")).to_be_visible(timeout=PAGE_READY_MS)
+    orders = page.locator("tr[data-pipeline='orders']")
+    expect(orders).to_be_visible(timeout=PAGE_READY_MS)
+    expect(orders.locator(".sh-pid")).to_have_text("orders")
+    stage = page.locator("[data-pipeline='orders'][data-stage='transform']")
+    expect(stage).to_have_attribute("data-status", "healthy")
+    snap(page, "fleet-before")
+
+    page.get_by_text("Inject a fault (staging twin)").click()
+    choose(page, "Pipeline", "orders")
+    choose(page, "Stage", "transform")
+    choose(page, "Fault kind", "schema drift")
+    page.get_by_role("button", name="Inject fault").click()
+    expect(page.get_by_test_id("stAlertContentSuccess")).to_contain_text(
+        "Injected schema drift on orders / transform", timeout=PAGE_READY_MS)
+
+    expect(stage).to_have_attribute("data-status", "failed", timeout=FAULT_VISIBLE_MS)
+    expect(stage).to_have_attribute("title", re.compile(r"glue-orders-transform .*customer_id"))
+    expect(page.locator("tr[data-pipeline='orders']")).to_have_attribute("data-status", "failed")
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    page.get_by_role("heading", name="Fleet health").scroll_into_view_if_needed()
+    snap(page, "fleet-after-schema-drift")
+
+
+def test_slo_page_renders_charts_and_exports(console_page: Page, snap: Callable[[Page, str], Path]) -> None:
+    page = console_page
+    page.get_by_role("link", name="SLO & MTTR").click()
+    expect(page.get_by_role("heading", name="SLO & MTTR")).to_be_visible(timeout=PAGE_READY_MS)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=PAGE_READY_MS)
+    expect(page.get_by_test_id("stDownloadButton")).to_have_count(2)
+    expect(page.get_by_test_id("stMetric").filter(has_text="SLO attainment")).to_contain_text("%")
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    snap(page, "slo")
