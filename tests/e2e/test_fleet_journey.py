@@ -41,6 +41,11 @@ def test_inject_schema_drift_turns_transform_failed(console_page: Page, snap: Ca
     orders = page.locator("tr[data-pipeline='orders']")
     expect(orders).to_be_visible(timeout=PAGE_READY_MS)
     expect(orders.locator(".sh-pid")).to_have_text("orders")
+    expect(page.locator("tr[data-pipeline]")).to_have_count(12)
+    # Live: the panel's as-of time moves on by itself, without any interaction.
+    as_of = page.get_by_text(re.compile(r"^As of \d{4}-\d\d-\d\d \d\d:\d\d UTC"))
+    first = as_of.inner_text()
+    expect(as_of).not_to_have_text(first, timeout=FAULT_VISIBLE_MS)
     stage = page.locator("[data-pipeline='orders'][data-stage='transform']")
     expect(stage).to_have_attribute("data-status", "healthy")
     snap(page, "fleet-before")
