@@ -63,6 +63,7 @@ class StageMinuteRow(Base):
     freshness_s: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(10))
     reason: Mapped[str] = mapped_column(Text, default="")
+    anomaly_score: Mapped[float | None] = mapped_column(Float)  # [0, 1], higher = more anomalous
     __table_args__ = (Index("ix_stage_minutes_ts", "ts"),)
 
 

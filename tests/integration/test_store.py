@@ -39,7 +39,7 @@ def store(db_url):
 
 def test_migrations_reach_head_and_reopen_is_idempotent(db_url):
     first = Store.open(db_url)
-    assert first.revision() == Store.head() == "0001"
+    assert first.revision() == Store.head() == "0002"
     first.dispose()
     again = Store.open(db_url)
     assert again.revision() == Store.head()
@@ -165,3 +165,19 @@ def test_bad_urls_give_a_clear_store_error(tmp_path):
     with pytest.raises(StoreError, match="cannot migrate the store") as e:
         Store.open("postgresql+psycopg://nobody:s3cr3t@127.0.0.1:1/none?connect_timeout=2")
     assert "s3cr3t" not in str(e.value)
+
+
+def test_upgrading_a_populated_store_keeps_its_data(db_url):
+    old = Store.open(db_url, migrate=False)
+    old.upgrade("0001")
+    with old.transaction() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO stage_minutes (pipeline_id, stage, ts, cpu_pct, status, reason) "
+            "VALUES ('orders', 'source', '2026-03-01 12:00:00', 12.5, 'healthy', '')")
+    old.upgrade()
+    assert old.revision() == Store.head()
+    with old.read() as conn:
+        frame = repo.stage_frame(conn, T0 - timedelta(days=1), T0 + timedelta(days=1), metrics=("cpu_pct",))
+        score = conn.execute(select(StageMinuteRow.__table__.c.anomaly_score)).scalar_one()
+    assert frame.iloc[0].cpu_pct == 12.5 and score is None
+    old.dispose()
