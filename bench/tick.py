@@ -1,4 +1,4 @@
-"""Time one tick (pull one simulated minute + health + incidents, one SQLite transaction) by fleet size.
+"""Time one tick (pull a simulated minute, anomaly scores, health, incidents, one SQLite transaction).
 
     python bench/tick.py [--sizes 100 1000] [--ticks 20] [--warmup 60] [--seed 1]
 
@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from engine.detection.stage_scores import StageScorer
 from engine.service.tick import register, tick
 from engine.sim.fleet import fleet_pipelines
 from engine.sim.twin import Twin
@@ -26,15 +27,16 @@ def measure(size: int, ticks: int, warmup: int, seed: int, workdir: Path) -> lis
     twin = Twin(fleet_pipelines(size, seed), seed=seed)
     source = SimulatorSource(twin)
     store = Store.open(f"sqlite:///{workdir / f'tick-{size}.db'}")
+    scorer = StageScorer(seed=seed)
     register(store, source)
-    tick(store, source, twin.time_of(warmup))
+    tick(store, source, twin.time_of(warmup), scorer)
     # A few faults so incidents open and update during the measured ticks, as in a real fleet.
     for k, kind in enumerate(("schema_drift", "network_failure", "resource_contention")):
         twin.inject_fault(twin.pipelines[k].id, "transform", kind)
     times = []
     for _ in range(ticks):
         t0 = time.perf_counter()
-        tick(store, source, twin.time_of(twin.minute + 1))
+        tick(store, source, twin.time_of(twin.minute + 1), scorer)
         times.append(time.perf_counter() - t0)
     store.dispose()
     return times

@@ -44,6 +44,7 @@ with st.sidebar:
 
 page = st.navigation([
     st.Page(PAGES / "fleet.py", title="Fleet health", icon=":material/monitor_heart:", default=True),
+    st.Page(PAGES / "anomalies.py", title="Anomalies", icon=":material/troubleshoot:"),
     st.Page(PAGES / "slo.py", title="SLO & MTTR", icon=":material/speed:"),
 ])
 page.run()

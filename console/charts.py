@@ -12,10 +12,11 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from console.widgets import STATUS_COLOURS
 from engine.model import Health
-from engine.service.reports import SloReport
+from engine.service.reports import AnomalyView, SloReport
 
 GOOD, BAD, WARN = STATUS_COLOURS[Health.HEALTHY], STATUS_COLOURS[Health.FAILED], STATUS_COLOURS[Health.DEGRADED]
 NEUTRAL, ACCENT = "#8a8f98", "#3b82c4"
@@ -151,3 +152,32 @@ def incidents_by_cause(incidents: pd.DataFrame) -> go.Figure:
 def png_config(filename: str) -> dict:
     """Plotly modebar settings: the camera button exports a crisp PNG named after the chart."""
     return {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": filename, "scale": 2}}
+
+
+INCIDENT_COLOURS = {"open": "rgba(217,48,37,0.12)", "closed": "rgba(100,116,139,0.10)"}
+
+
+def anomaly_chart(view: AnomalyView, metrics: Sequence[str]) -> go.Figure:
+    """A stage's metrics (left axis) with its anomaly score (right axis, 0-1), the alarm level and incidents."""
+    frame = view.series
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    for m in metrics:
+        if m in frame:
+            fig.add_trace(go.Scatter(x=frame["ts"], y=frame[m], name=m, mode="lines", line={"width": 1.5}),
+                          secondary_y=False)
+    if "anomaly_score" in frame:
+        fig.add_trace(go.Scatter(x=frame["ts"], y=frame["anomaly_score"], name="anomaly score", mode="lines",
+                                 line={"color": "#7c3aed", "width": 1}, fill="tozeroy",
+                                 fillcolor="rgba(124,58,237,0.12)"), secondary_y=True)
+    fig.add_hline(y=view.alarm_at, line={"color": "#7c3aed", "dash": "dash", "width": 1}, secondary_y=True,
+                  annotation_text=f"alarm level {view.alarm_at:g}", annotation_position="top right")
+    end = frame["ts"].max() if len(frame) else view.end
+    for inc in view.incidents:
+        fig.add_vrect(x0=max(inc.onset_at, view.start), x1=inc.closed_at or end,
+                      fillcolor=INCIDENT_COLOURS[inc.status.value], line_width=0,
+                      annotation_text=f"#{inc.id} {inc.error_type.replace('_', ' ')}",
+                      annotation_position="top left")
+    fig.update_yaxes(title_text="metric value", secondary_y=False)
+    fig.update_yaxes(title_text="anomaly score", range=[0, 1.02], tickvals=[0, 0.25, 0.5, 0.75, 1], showgrid=False,
+                     secondary_y=True)
+    return _layout(fig, f"{view.pipeline_id} / {view.stage.value}", height=420)

@@ -38,6 +38,8 @@ _CSS = """
 .sh-stage {flex:1 1 0; min-width:78px; padding:4px 6px; border-radius:4px; color:#fff; font-size:0.75rem;
   font-weight:600; text-align:center; cursor:default; white-space:nowrap;}
 .sh-stage[data-status="degraded"] {color:#1f1f1f;}
+.sh-stage {position:relative; overflow:hidden;}
+.sh-score {position:absolute; left:0; bottom:0; height:3px; background:rgba(15,23,42,0.55);}
 .sh-stage[data-status="failed"] {background-image:repeating-linear-gradient(135deg, rgba(255,255,255,0.16) 0 6px,
   transparent 6px 12px);}
 .sh-fresh {white-space:nowrap;}
@@ -118,10 +120,16 @@ def _attr(value: object) -> str:
 def _stage_cell(pipeline_id: str, stage_view: StageView) -> str:
     status = Health(stage_view.status)
     reason = stage_view.reason or status.value
+    score = stage_view.score
     tooltip = f"{stage_view.component} ({stage_view.stage.value}): {reason}"
+    gauge = ""
+    if score is not None and math.isfinite(score):
+        tooltip += f"; anomaly score {score:.3f}"
+        gauge = f'<span class="sh-score" style="width:{100 * min(max(score, 0.0), 1.0):.0f}%"></span>'
     return (f'<div class="sh-stage" data-pipeline="{_attr(pipeline_id)}" data-stage="{_attr(stage_view.stage.value)}" '
-            f'data-status="{_attr(status.value)}" title="{_attr(tooltip)}" '
-            f'style="background:{STATUS_COLOURS[status]}">{escape(stage_view.stage.value)}</div>')
+            f'data-status="{_attr(status.value)}" data-score="{_attr("" if score is None else f"{score:.4f}")}" '
+            f'title="{_attr(tooltip)}" style="background:{STATUS_COLOURS[status]}">'
+            f'{escape(stage_view.stage.value)}{gauge}</div>')
 
 
 def _freshness_cell(p: PipelineView) -> str:

@@ -1,7 +1,8 @@
 """Stage and pipeline health per minute, from telemetry alone (DESIGN: "The pipeline model").
 
 A stage is *failed* in a minute when it logged an error (a failed run, a stopped task, a run with no
-progress); *degraded* when it warned or a metric crossed its static limit; otherwise *healthy*.
+progress); *degraded* when it warned, a metric crossed its static limit or its anomaly score raised a
+confirmed alarm; otherwise *healthy*.
 A pipeline is SLO-healthy when end-to-end freshness is within its target and no stage failed.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from engine.detection.stage_scores import StageScore
 from engine.model import STAGES, Health, PipelineHealth, PipelineSpec, Stage, StageHealth, TelemetryBatch
 
 
@@ -28,9 +30,14 @@ class Limits:
         return dict(self.latency_s)[stage]
 
 
-def assess(batch: TelemetryBatch, pipelines: list[PipelineSpec],
-           limits: Limits = Limits()) -> tuple[list[StageHealth], list[PipelineHealth]]:
-    """Health of every stage and pipeline in every minute of `batch` that has samples."""
+def assess(batch: TelemetryBatch, pipelines: list[PipelineSpec], limits: Limits = Limits(),
+           scores: dict[tuple[str, Stage, datetime], StageScore] | None = None,
+           ) -> tuple[list[StageHealth], list[PipelineHealth]]:
+    """Health of every stage and pipeline in every minute of `batch` that has samples.
+
+    With `scores`, a stage that is otherwise healthy but under a confirmed anomaly alarm is degraded.
+    """
+    scores = scores or {}
     metrics = {(s.pipeline_id, s.stage, s.ts): s.values for s in batch.samples}
     worst_event: dict[tuple[str, Stage, datetime], tuple[str, str]] = {}
     for e in batch.events:
@@ -52,6 +59,10 @@ def assess(batch: TelemetryBatch, pipelines: list[PipelineSpec],
                 if m is None:
                     continue
                 status, reason = _stage_status(stage, m, worst_event.get((pid, stage, ts)), limits)
+                sc = scores.get((pid, stage, ts))
+                if status is Health.HEALTHY and sc is not None and sc.alarm:
+                    moved = ", ".join(f"{name} z={z:+.1f}" for name, z in sc.top) or "several metrics"
+                    status, reason = Health.DEGRADED, f"anomalous (score {sc.score:.4f}): {moved}"
                 statuses[stage] = status
                 stage_rows.append(StageHealth(pid, stage, ts, status, reason))
                 if "freshness_s" in m:

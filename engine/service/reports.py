@@ -23,6 +23,7 @@ class StageView:
     component: str
     status: Health
     reason: str
+    score: float | None = None  # anomaly score of the newest minute, [0, 1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +65,18 @@ def fleet_snapshot(store: Store, window_minutes: int = 60) -> FleetSnapshot:
         incidents = {i.pipeline_id: i for i in repo.open_incidents(conn)}
     h_by = {pid: g for pid, g in health.groupby("pipeline_id", sort=False)}
     thr_by = {pid: g["throughput_rows_s"].tolist() for pid, g in thr.groupby("pipeline_id", sort=False)}
-    st_by = {(r.pipeline_id, r.stage): (r.status, r.reason) for r in latest_stages.itertuples()}
+    st_by = {(r.pipeline_id, r.stage): (r.status, r.reason, r.anomaly_score) for r in latest_stages.itertuples()}
     views = []
     for spec in specs:
         h = h_by.get(spec.id)
         if h is None or h.empty:
             continue
         last = h.iloc[-1]
-        stages = [StageView(s, spec.component(s), Health(st_by.get((spec.id, s.value), ("healthy", ""))[0]),
-                            st_by.get((spec.id, s.value), ("healthy", ""))[1]) for s in STAGES]
+        stages = []
+        for s in STAGES:
+            status, reason, score = st_by.get((spec.id, s.value), ("healthy", "", None))
+            score = None if score is None or pd.isna(score) else float(score)
+            stages.append(StageView(s, spec.component(s), Health(status), reason, score))
         views.append(PipelineView(spec.id, spec.freshness_target_minutes, Health(last.status),
                                   bool(last.slo_healthy), float(last.freshness_minutes), stages,
                                   thr_by.get(spec.id, []), h["freshness_minutes"].tolist(), incidents.get(spec.id)))
@@ -162,3 +166,30 @@ def _daily(frame: pd.DataFrame) -> pd.DataFrame:
     d = f.groupby("day").agg(incidents=("id", "size"), mttd_mean_minutes=("mttd_minutes", "mean"),
                              mttr_mean_minutes=("mttr_minutes", "mean")).reset_index()
     return d[cols]
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyView:
+    pipeline_id: str
+    stage: Stage
+    start: datetime
+    end: datetime
+    series: pd.DataFrame  # ts, status, reason, anomaly_score, <metrics of the stage>
+    incidents: list[Incident]
+    alarm_at: float
+
+
+def anomaly_view(store: Store, pipeline_id: str, stage: Stage, start: datetime, end: datetime, *,
+                 alarm_at: float) -> AnomalyView:
+    """One stage's metrics and anomaly score over [start, end), with the pipeline's incidents there."""
+    with store.read() as conn:
+        frame = repo.stage_frame(conn, start, end, pipeline_ids=[pipeline_id], stages=[stage])
+        incidents = repo.incidents_between(conn, start, end, pipeline_id=pipeline_id)
+    frame = frame.drop(columns=["pipeline_id", "stage"]).dropna(axis=1, how="all")
+    return AnomalyView(pipeline_id, stage, start, end, frame, incidents, alarm_at)
+
+
+def incidents_in(store: Store, start: datetime, end: datetime) -> list[Incident]:
+    """Every incident whose life overlaps [start, end), oldest onset first."""
+    with store.read() as conn:
+        return repo.incidents_between(conn, start, end)

@@ -13,8 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
+
+from engine.detection.stage_scores import StageScorer
 from engine.errors import SelfhealError
-from engine.model import FaultKind, PipelineSpec, Stage, floor_minute
+from engine.model import METRICS, FaultKind, PipelineSpec, Stage, StageSample, floor_minute
 from engine.service.audit import record
 from engine.service.tick import TickResult, register, tick
 from engine.settings import Settings
@@ -26,6 +29,7 @@ from engine.store.db import Store
 from engine.telemetry.simulator import SimulatorSource
 
 log = logging.getLogger(__name__)
+WARM_MINUTES = 120  # history replayed into the anomaly scorer when the runtime resumes a store
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +69,10 @@ class EmbeddedRuntime:
             start = newest + timedelta(minutes=1)
         self.twin = Twin(fleet_pipelines(settings.fleet_size, settings.seed), seed=settings.seed, start=start)
         self.source = SimulatorSource(self.twin)
+        self.scorer = StageScorer(seed=settings.seed)
         register(self.store, self.source)
+        if newest is not None:
+            self._warm_scorer(newest)
         self._backfill_until = start + timedelta(minutes=settings.backfill_minutes if newest is None else 0)
         self._clock: SimClock | None = None
         self._stop = threading.Event()
@@ -76,6 +83,16 @@ class EmbeddedRuntime:
         self._last_error: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
+    def _warm_scorer(self, newest: datetime) -> None:
+        """Rebuild the scorer's baselines from the stored recent past, so a restart does not go blind."""
+        start = newest - timedelta(minutes=WARM_MINUTES)
+        with self.store.read() as conn:
+            frame = repo.stage_frame(conn, start, newest + timedelta(minutes=1))
+        samples = [StageSample(r.pipeline_id, Stage(r.stage), r.ts,
+                               {m: float(getattr(r, m)) for m in METRICS if pd.notna(getattr(r, m))})
+                   for r in frame.itertuples(index=False)]
+        self.scorer.score(samples)
+
     def backfill(self) -> TickResult | None:
         """Simulate the configured history quickly (once, before going live)."""
         if self.twin.now >= self._backfill_until:
@@ -117,7 +134,7 @@ class EmbeddedRuntime:
     def advance_to(self, until: datetime) -> TickResult:
         """Run one tick up to `until` (simulated time)."""
         t0 = time.perf_counter()
-        result = tick(self.store, self.source, until)
+        result = tick(self.store, self.source, until, self.scorer)
         self._ticks += 1
         self._last_seconds = time.perf_counter() - t0
         self._last_error = None

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.detection.stage_scores import StageScorer
 from engine.errors import SelfhealError
 from engine.model import Incident
 from engine.service.tick import register, tick
@@ -40,12 +41,13 @@ def run_scenario(scenario: Scenario, *, store_url: str = "sqlite://", policy: st
                 raise SelfhealError("simulate needs an empty store; give --store a new SQLite file or empty database")
         twin = Twin.from_scenario(scenario)
         source = SimulatorSource(twin)
+        scorer = StageScorer(seed=scenario.seed)
         register(store, source)
         total = scenario.duration_minutes
         done = 0
         while done < total:
             done = min(total, done + CHUNK_MINUTES)
-            tick(store, source, twin.time_of(done))
+            tick(store, source, twin.time_of(done), scorer)
             if progress:
                 progress(done, total)
         return evaluate(store, twin, scenario, policy)

@@ -1,4 +1,4 @@
-"""One tick of the loop: pull telemetry → health → incidents, written in one transaction.
+"""One tick of the loop: pull telemetry → anomaly scores → health → incidents, in one transaction.
 
 A tick is a plain function of (store, source, clock time). Later layers add scoring, decisions and
 execution to the same sequence.
@@ -12,6 +12,7 @@ from datetime import datetime
 
 from engine.detection import health as health_mod
 from engine.detection.incidents import update_incidents
+from engine.detection.stage_scores import StageScorer
 from engine.model import Incident, IncidentStatus, TelemetryBatch
 from engine.store import repo
 from engine.store.db import Store
@@ -37,20 +38,22 @@ def register(store: Store, source: TelemetrySource) -> None:
         repo.upsert_pipelines(conn, source.pipelines(), source.name)
 
 
-def tick(store: Store, source: TelemetrySource, now: datetime) -> TickResult:
-    """Pull what is new up to `now`, assess health, advance incidents; all writes in one transaction."""
+def tick(store: Store, source: TelemetrySource, now: datetime, scorer: StageScorer | None = None) -> TickResult:
+    """Pull what is new up to `now`, score it, assess health, advance incidents; one transaction."""
     batch = source.pull(now)
-    return ingest(store, source, batch)
+    return ingest(store, source, batch, scorer)
 
 
-def ingest(store: Store, source: TelemetrySource, batch: TelemetryBatch) -> TickResult:
+def ingest(store: Store, source: TelemetrySource, batch: TelemetryBatch,
+           scorer: StageScorer | None = None) -> TickResult:
     """Write a pulled batch and everything derived from it, atomically."""
     pipelines = source.pipelines()
-    stage_rows, pipe_rows = health_mod.assess(batch, pipelines)
+    scored = {(s.pipeline_id, s.stage, s.ts): s for s in scorer.score(batch.samples)} if scorer else {}
+    stage_rows, pipe_rows = health_mod.assess(batch, pipelines, scores=scored)
     opened: list[Incident] = []
     closed: list[Incident] = []
     with store.transaction() as conn:
-        repo.insert_stage_minutes(conn, batch.samples, stage_rows)
+        repo.insert_stage_minutes(conn, batch.samples, stage_rows, {k: v.score for k, v in scored.items()})
         repo.insert_events(conn, batch.events)
         repo.insert_pipeline_health(conn, pipe_rows)
         changed = update_incidents(repo.open_incidents(conn), pipe_rows, stage_rows, batch.events)

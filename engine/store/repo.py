@@ -56,10 +56,12 @@ def list_pipelines(conn: Connection) -> list[PipelineSpec]:
 # -- telemetry ------------------------------------------------------------------------------------
 
 
-def insert_stage_minutes(conn: Connection, samples: Sequence[StageSample], health: Sequence[StageHealth]) -> None:
-    """Write each stage-minute's metrics together with its derived health."""
+def insert_stage_minutes(conn: Connection, samples: Sequence[StageSample], health: Sequence[StageHealth],
+                         scores: dict[tuple[str, Stage, datetime], float] | None = None) -> None:
+    """Write each stage-minute's metrics together with its derived health and anomaly score."""
     if not samples:
         return
+    scores = scores or {}
     status = {(h.pipeline_id, h.stage, h.ts): h for h in health}
     rows = []
     for s in samples:
@@ -67,7 +69,8 @@ def insert_stage_minutes(conn: Connection, samples: Sequence[StageSample], healt
         row = dict.fromkeys(METRICS)
         row.update(s.values)
         row.update(pipeline_id=s.pipeline_id, stage=s.stage.value, ts=s.ts,
-                   status=h.status.value if h else "healthy", reason=h.reason if h else "")
+                   status=h.status.value if h else "healthy", reason=h.reason if h else "",
+                   anomaly_score=scores.get((s.pipeline_id, s.stage, s.ts)))
         rows.append(row)
     conn.execute(insert(StageMinuteRow.__table__), rows)
 
@@ -111,19 +114,20 @@ def events_between(conn: Connection, start: datetime, end: datetime, pipeline_id
 
 def stage_frame(conn: Connection, start: datetime, end: datetime, *, pipeline_ids: Sequence[str] | None = None,
                 stages: Sequence[Stage] | None = None, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
-    """Stage-minutes in [start, end) as a wide frame: pipeline_id, stage, ts, status, reason, <metrics>."""
+    """Stage-minutes in [start, end) as a wide frame: pipeline_id, stage, ts, status, reason, anomaly_score,
+    <metrics>."""
     unknown = set(metrics) - set(METRICS)
     if unknown:
         raise ValueError(f"unknown metric(s) {sorted(unknown)}; expected some of {list(METRICS)}")
     t = StageMinuteRow.__table__
-    cols = [t.c.pipeline_id, t.c.stage, t.c.ts, t.c.status, t.c.reason] + [t.c[m] for m in metrics]
+    cols = [t.c.pipeline_id, t.c.stage, t.c.ts, t.c.status, t.c.reason, t.c.anomaly_score] + [t.c[m] for m in metrics]
     q = select(*cols).where(t.c.ts >= start, t.c.ts < end)
     if pipeline_ids is not None:
         q = q.where(t.c.pipeline_id.in_(list(pipeline_ids)))
     if stages is not None:
         q = q.where(t.c.stage.in_([s.value for s in stages]))
     rows = conn.execute(q.order_by(t.c.pipeline_id, t.c.stage, t.c.ts)).all()
-    return pd.DataFrame(rows, columns=["pipeline_id", "stage", "ts", "status", "reason", *metrics])
+    return pd.DataFrame(rows, columns=["pipeline_id", "stage", "ts", "status", "reason", "anomaly_score", *metrics])
 
 
 def pipeline_health_frame(conn: Connection, start: datetime, end: datetime) -> pd.DataFrame:

@@ -6,7 +6,6 @@ Each test gets its own SQLite store (SELFHEAL_DATA_DIR in tmp) and a twin that d
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -26,22 +25,6 @@ FLEET = str(ROOT / "pages" / "fleet.py")
 SLO = str(ROOT / "pages" / "slo.py")
 TIMEOUT = 60
 FLEET_SIZE = 12
-
-
-@pytest.fixture
-def console_env(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh store, a small fleet with two hours of history, no background ticking."""
-    monkeypatch.setenv("SELFHEAL_LIVE", "false")
-    monkeypatch.setenv("SELFHEAL_BACKFILL_MINUTES", "120")
-    monkeypatch.setenv("SELFHEAL_FLEET_SIZE", str(FLEET_SIZE))
-    yield isolated_env
-    get_runtime.clear()  # stops and forgets this test's runtime (on_release)
-
-
-@pytest.fixture
-def runtime(console_env: Path) -> EmbeddedRuntime:
-    """The same cached runtime the pages get."""
-    return get_runtime(get_settings())
 
 
 class _StageCells(HTMLParser):
