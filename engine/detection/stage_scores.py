@@ -28,13 +28,14 @@ from sklearn.ensemble import IsolationForest
 from engine.model import METRICS, STAGES, Stage, StageSample
 
 M = len(METRICS)
-_IDX = {m: k for k, m in enumerate(METRICS)}
 # Smallest standard deviation per metric: keeps a flat metric (0 errors, fixed workers) from turning
 # a tiny wobble into a huge z-score.
 FLOOR = np.array([2.0, 2.0, 1.0, 1.0, 0.5, 0.5, 1.0, 2.0, 30.0])
 assert len(FLOOR) == M
 # ...and relative to the level: a 3% wobble of a 1,000 rows/s throughput is not news.
 REL_FLOOR = 0.03
+# Metrics with |z| at least this large are named as the evidence of a score.
+TOP_Z = 3.0
 
 
 NINES_FOR_ONE = 8.0
@@ -97,12 +98,8 @@ class StageScorer:
     # -- one minute -------------------------------------------------------------------------------
     def _minute(self, ts: datetime, samples: list[StageSample]) -> list[StageScore]:
         idx = np.array([self._stream(s.pipeline_id, s.stage) for s in samples])
-        x = np.full((len(samples), M), np.nan)
-        for r, s in enumerate(samples):
-            for name, v in s.values.items():
-                k = _IDX.get(name)
-                if k is not None:
-                    x[r, k] = v
+        nan = float("nan")
+        x = np.array([[s.values.get(m, nan) for s in samples] for m in METRICS]).T
         mean, var, seen = self.mean_[idx], self.var_[idx], self.seen_[idx]
         z = (x - mean) / np.sqrt(var + FLOOR**2 + (REL_FLOOR * mean) ** 2)
         z = np.where(np.isnan(z) | (seen[:, None] < self.warmup), 0.0, z)
@@ -111,19 +108,23 @@ class StageScorer:
         scores = self._model_scores(z, stages)
         learn = (scores < self.learn_below) | (seen < self.warmup)
         self._update(idx[learn], x[learn])
-        self._remember(z[learn & (seen >= self.warmup)], [st for st, ok in zip(stages, learn & (seen >= self.warmup),
-                                                                                  strict=True) if ok])
+        if self.method == "iforest":
+            trained = learn & (seen >= self.warmup)
+            self._remember(z[trained], [st for st, ok in zip(stages, trained, strict=True) if ok])
         self.minutes_ += 1
         if self.method == "iforest" and self.minutes_ % self.refit_every == 0:
             self._refit()
         self.streak_[idx] = np.where(scores >= self.alarm_at, self.streak_[idx] + 1, 0)
-        alarms = self.streak_[idx] >= self.confirm
-        out = []
-        for r, s in enumerate(samples):
-            order = np.argsort(-np.abs(z[r]))[:3]
-            top = tuple((METRICS[k], round(float(z[r, k]), 2)) for k in order if abs(z[r, k]) >= 3.0)
-            out.append(StageScore(s.pipeline_id, s.stage, ts, round(float(scores[r]), 6), top, bool(alarms[r])))
-        return out
+        alarms = (self.streak_[idx] >= self.confirm).tolist()
+        rounded = np.round(scores, 6).tolist()
+        absz = np.abs(z)
+        moved = np.flatnonzero(absz.max(axis=1) >= TOP_Z)
+        tops: dict[int, tuple[tuple[str, float], ...]] = {}
+        for r in moved.tolist():
+            order = np.argsort(-absz[r])[:3]
+            tops[r] = tuple((METRICS[k], round(float(z[r, k]), 2)) for k in order if absz[r, k] >= TOP_Z)
+        return [StageScore(s.pipeline_id, s.stage, ts, rounded[r], tops.get(r, ()), alarms[r])
+                for r, s in enumerate(samples)]
 
     def _stream(self, pipeline_id: str, stage: Stage) -> int:
         key = (pipeline_id, stage)
