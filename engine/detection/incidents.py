@@ -48,8 +48,14 @@ def classify_message(text: str) -> str:
 
 
 def update_incidents(open_incidents: list[Incident], pipelines: list[PipelineHealth], stages: list[StageHealth],
-                     events: list[Event]) -> list[Incident]:
-    """Advance incidents through the minutes in `pipelines`; returns every incident opened or changed."""
+                     events: list[Event], onsets: dict[tuple[str, datetime], datetime] | None = None,
+                     ) -> list[Incident]:
+    """Advance incidents through the minutes in `pipelines`; returns every incident opened or changed.
+
+    `onsets` maps (pipeline, minute) to the earliest minute its anomaly scores started rising, which
+    becomes a new incident's onset (otherwise the onset is the first unhealthy minute).
+    """
+    onsets = onsets or {}
     by_pipeline = {i.pipeline_id: i for i in open_incidents}
     stage_at: dict[tuple[str, datetime], list[StageHealth]] = defaultdict(list)
     for h in stages:
@@ -66,7 +72,7 @@ def update_incidents(open_incidents: list[Incident], pipelines: list[PipelineHea
         if current is None:
             if healthy:
                 continue
-            current = _open(ph, bad)
+            current = _open(ph, bad, onsets.get((ph.pipeline_id, ph.ts), ph.ts))
         else:
             current = _advance(current, ph, bad, healthy)
         current = _with_logs(current, logs[ph.pipeline_id], ph.ts)
@@ -85,11 +91,11 @@ def _root(bad: list[StageHealth]) -> StageHealth | None:
     return min(bad, key=lambda h: (-h.status.rank, STAGES.index(h.stage)))
 
 
-def _open(ph: PipelineHealth, bad: list[StageHealth]) -> Incident:
+def _open(ph: PipelineHealth, bad: list[StageHealth], onset: datetime) -> Incident:
     root = _root(bad)
     reason = root.reason if root else f"freshness {ph.freshness_minutes:.1f} min over target"
     return Incident(id=None, pipeline_id=ph.pipeline_id, status=IncidentStatus.OPEN, opened_at=ph.ts,
-                    onset_at=ph.ts, stage=root.stage if root else None, error_type=classify_message(reason),
+                    onset_at=min(onset, ph.ts), stage=root.stage if root else None, error_type=classify_message(reason),
                     confidence=0.5 if root else 0.2,
                     evidence={"stages": {h.stage.value: {"status": h.status.value, "reason": h.reason}
                                          for h in bad},

@@ -54,6 +54,7 @@ class StageScore:
     score: float
     top: tuple[tuple[str, float], ...]  # the metrics that moved most, as (metric, z)
     alarm: bool = False  # score at or above the alarm threshold for `confirm` minutes in a row
+    elevated_since: datetime | None = None  # first minute of the current run of scores >= learn_below
 
 
 class StageScorer:
@@ -79,6 +80,7 @@ class StageScorer:
         self.var_ = np.zeros((0, M))
         self.seen_ = np.zeros(0, dtype=int)
         self.streak_ = np.zeros(0, dtype=int)
+        self.elevated_: dict[int, datetime] = {}
         self.buffer_: dict[Stage, list[np.ndarray]] = {s: [] for s in STAGES}
         self.models_: dict[Stage, tuple[IsolationForest, np.ndarray]] = {}
         self.minutes_ = 0
@@ -116,6 +118,7 @@ class StageScorer:
             self._refit()
         self.streak_[idx] = np.where(scores >= self.alarm_at, self.streak_[idx] + 1, 0)
         alarms = (self.streak_[idx] >= self.confirm).tolist()
+        since = self._elevation(idx, scores, ts)
         rounded = np.round(scores, 6).tolist()
         absz = np.abs(z)
         moved = np.flatnonzero(absz.max(axis=1) >= TOP_Z)
@@ -123,8 +126,19 @@ class StageScorer:
         for r in moved.tolist():
             order = np.argsort(-absz[r])[:3]
             tops[r] = tuple((METRICS[k], round(float(z[r, k]), 2)) for k in order if absz[r, k] >= TOP_Z)
-        return [StageScore(s.pipeline_id, s.stage, ts, rounded[r], tops.get(r, ()), alarms[r])
+        return [StageScore(s.pipeline_id, s.stage, ts, rounded[r], tops.get(r, ()), alarms[r], since[r])
                 for r, s in enumerate(samples)]
+
+    def _elevation(self, idx: np.ndarray, scores: np.ndarray, ts: datetime) -> list[datetime | None]:
+        """Per row, when its stream's current run of elevated scores began (None when not elevated)."""
+        out: list[datetime | None] = []
+        for stream, high in zip(idx.tolist(), (scores >= self.learn_below).tolist(), strict=True):
+            if high:
+                out.append(self.elevated_.setdefault(stream, ts))
+            else:
+                self.elevated_.pop(stream, None)
+                out.append(None)
+        return out
 
     def _stream(self, pipeline_id: str, stage: Stage) -> int:
         key = (pipeline_id, stage)

@@ -7,12 +7,13 @@ execution to the same sequence.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from engine.detection import health as health_mod
 from engine.detection.incidents import update_incidents
-from engine.detection.stage_scores import StageScorer
+from engine.detection.stage_scores import StageScore, StageScorer
 from engine.model import Incident, IncidentStatus, TelemetryBatch
 from engine.store import repo
 from engine.store.db import Store
@@ -56,7 +57,8 @@ def ingest(store: Store, source: TelemetrySource, batch: TelemetryBatch,
         repo.insert_stage_minutes(conn, batch.samples, stage_rows, {k: v.score for k, v in scored.items()})
         repo.insert_events(conn, batch.events)
         repo.insert_pipeline_health(conn, pipe_rows)
-        changed = update_incidents(repo.open_incidents(conn), pipe_rows, stage_rows, batch.events)
+        changed = update_incidents(repo.open_incidents(conn), pipe_rows, stage_rows, batch.events,
+                                   _onsets(scored.values()))
         for inc in changed:
             new = inc.id is None
             saved = replace(inc, id=repo.save_incident(conn, inc))
@@ -69,3 +71,13 @@ def ingest(store: Store, source: TelemetrySource, batch: TelemetryBatch,
     if opened or closed:
         log.info("tick %s: %d incident(s) opened, %d closed", batch.end.isoformat(), len(opened), len(closed))
     return TickResult(batch.start, batch.end, minutes, len(batch.samples), len(batch.events), opened, closed)
+
+
+def _onsets(scores: Iterable[StageScore]) -> dict[tuple[str, datetime], datetime]:
+    """Per (pipeline, minute), the earliest start of any of its stages' elevated-score runs."""
+    out: dict[tuple[str, datetime], datetime] = {}
+    for s in scores:
+        if s.elevated_since is not None:
+            key = (s.pipeline_id, s.ts)
+            out[key] = min(out.get(key, s.elevated_since), s.elevated_since)
+    return out

@@ -100,3 +100,14 @@ def test_message_classifier_on_the_twin_vocabulary():
     assert classify_message("Query cancelled: statement timeout; WLM queue wait exceeded") == "warehouse_overload"
     assert classify_message("java.lang.OutOfMemoryError: GC overhead limit exceeded") == "resource_contention"
     assert classify_message("something odd") == "unknown"
+
+
+def test_onset_comes_from_when_scores_started_rising():
+    minutes = [_minute(k) for k in range(3)] + [_minute(3, transform={"cpu_pct": 99.0})]
+    stages, pipes = assess(_batch(minutes), [SPEC])
+    early = EPOCH + timedelta(minutes=1)
+    (inc,) = update_incidents([], pipes, stages, [], {("orders", EPOCH + timedelta(minutes=3)): early})
+    assert inc.onset_at == early and inc.opened_at == EPOCH + timedelta(minutes=3)
+    (late,) = update_incidents([], pipes, stages, [], {("orders", EPOCH + timedelta(minutes=3)): EPOCH + timedelta(
+        minutes=9)})
+    assert late.onset_at == late.opened_at  # an onset never lies after the detection
