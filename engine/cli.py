@@ -100,6 +100,23 @@ def _print_report(report: dict) -> None:
 
 
 @app.command()
+def detect(
+    input_path: Annotated[Path, typer.Option("--input", "-i", help="CSV with columns timestamp,value.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="CSV to write: timestamp,value,anomaly_score.")],
+    method: Annotated[str, typer.Option(help="likelihood (default) or iforest.")] = "likelihood",
+    seed: Annotated[int, typer.Option(help="Random seed (used by iforest).")] = 0,
+) -> None:
+    """Score a metric series: anomaly_score in [0, 1] per row, from that row and the rows before it."""
+    from engine.detection.detect import detect_file
+
+    try:
+        rows = detect_file(input_path, output, method=method, seed=seed)
+    except SelfhealError as e:
+        raise _fail(e) from e
+    err.print(f"scored {rows} rows into {output}", highlight=False)
+
+
+@app.command()
 def agent(
     interval: Annotated[float | None, typer.Option(help="Real seconds between ticks (SELFHEAL_TICK_SECONDS).")] = None,
     speed: Annotated[float | None, typer.Option(help="Simulated minutes per real second (SELFHEAL_SIM_SPEED).")]

@@ -89,8 +89,8 @@ def trailing_quantiles(ext: np.ndarray, n_new: int, window: int, qs: Sequence[fl
         return np.empty((len(qs), 0))
     if n_new <= SMALL_CHUNK:
         out = np.full((len(qs), n_new), np.nan)
-        for j, w in enumerate(_windows(ext, n_new, window)):
-            w = w[~np.isnan(w)]
+        for j, raw in enumerate(_windows(ext, n_new, window)):
+            w = raw[~np.isnan(raw)]
             if len(w):
                 # pandas' rule for the 'lower' order statistic: index int(q * (nobs - 1))
                 ks = [int(q * (len(w) - 1)) for q in qs]
@@ -115,7 +115,7 @@ def _windows(ext: np.ndarray, n_new: int, window: int) -> list[np.ndarray]:
     return [ext[max(0, i - window):i] for i in range(base, len(ext))]
 
 
-def robust_z(values: np.ndarray, ext: np.ndarray, count: np.ndarray, var: np.ndarray, window: int,
+def robust_z(values: np.ndarray, ext: np.ndarray, count: np.ndarray, var: np.ndarray, *, window: int,
              scale_floor: float) -> np.ndarray:
     """Signed robust z-score of ``values`` (the last points of ``ext``) against their trailing windows.
 
@@ -201,11 +201,12 @@ def advance_features(params: FeatureParams, state: FeatureState, x: np.ndarray) 
     ext_residual = np.concatenate([state.residuals, residual])
 
     count, _, var, value_sums = state.value_sums.extend(x, w)
-    level = np.abs(robust_z(x, ext_x, count, var, w, params.scale_floor))
+    level = np.abs(robust_z(x, ext_x, count, var, window=w, scale_floor=params.scale_floor))
     count, _, var, rate_sums = state.rate_sums.extend(rate, w)
-    rate_z = np.maximum(robust_z(rate, ext_rate, count, var, w, params.scale_floor), 0.0)
+    rate_z = np.maximum(robust_z(rate, ext_rate, count, var, window=w, scale_floor=params.scale_floor), 0.0)
     count, _, var, residual_sums = state.residual_sums.extend(residual, w)
-    season = np.maximum(robust_z(residual, ext_residual, count, var, w, params.scale_floor), 0.0)
+    season = np.maximum(robust_z(residual, ext_residual, count, var, window=w,
+                               scale_floor=params.scale_floor), 0.0)
     season = np.where(np.isnan(season), np.inf, season)
 
     keep_x = max(w, params.max_lag())

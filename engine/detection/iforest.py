@@ -3,9 +3,9 @@
 The forest sees the engineered features of each point (`Features.matrix`: level, rate of change and
 seasonal residual z-scores). It is refitted every ``refit_every`` points of the stream (at absolute
 indices, so chunked and batch scoring refit at the same places) on the trailing ``train_window`` points,
-leaving out every point whose final score reached ``flag_level``: an anomaly the detector raised must not
-become the new normal. Each refit draws its ``random_state`` from ``(seed, refit number)``, so a stream is
-reproducible from its seed alone.
+leaving out every point whose score reached ``flag_level`` (before the refractory silenced it): an anomaly
+the detector raised must not become the new normal. Each refit draws its ``random_state`` from
+``(seed, refit number)``, so a stream is reproducible from its seed alone.
 
 The forest's score ``s`` (scikit-learn's ``-score_samples``, 0.5 for an average point) becomes the raw
 score ``clip(2 s - 1, 0, 1)`` that the likelihood stage then calibrates.
@@ -14,6 +14,7 @@ score ``clip(2 s - 1, 0, 1)`` that the likelihood stage then calibrates.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 from sklearn.ensemble import IsolationForest
@@ -51,7 +52,7 @@ def block_bounds(seen: int, n: int, every: int) -> list[tuple[int, int]]:
     """Split ``n`` new points (the first at absolute index ``seen``) at absolute multiples of ``every``."""
     cuts = [c - seen for c in range(((seen // every) + 1) * every, seen + n, every)]
     edges = [0, *cuts, n]
-    return [(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+    return [(a, b) for a, b in pairwise(edges) if b > a]
 
 
 def maybe_refit(params: ForestParams, state: ForestState, at: int, seed: int) -> ForestState:
@@ -75,7 +76,7 @@ def forest_raw(state: ForestState, rows: np.ndarray) -> np.ndarray:
 
 
 def remember(params: ForestParams, state: ForestState, rows: np.ndarray, scores: np.ndarray) -> ForestState:
-    """Append scored rows (flagged where the final score reached ``flag_level``) to the training window."""
+    """Append scored rows (flagged where their score reached ``flag_level``) to the training window."""
     keep = params.train_window
     all_rows = np.vstack([state.rows, rows])[-keep:]
     flags = np.concatenate([state.flagged, scores >= params.flag_level])[-keep:]

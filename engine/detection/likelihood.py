@@ -11,9 +11,11 @@ CAD-OSE's *rest period*, rebuilt on trailing windows so that they stream exactly
 3. HTM's filter keeps only the first point of a run in the red zone (``q <= 1e-5``); later points of the
    run are set to the yellow level (``q = 1e-3``), so one event is one alert.
 4. The score is ``log(q + 1e-10) / log(1e-10)`` (HTM's log-likelihood: ``q = 1e-5`` scores 0.5).
-5. A value more than ``spatial_tolerance`` of the trailing range beyond that range's max or min scores 1.
-6. After a score of at least ``refractory_level``, the next ``refractory`` points score 0: the operator
-   already has the alert, and repeats would only cost false positives.
+5. A value more than ``spatial_tolerance`` of the trailing range beyond that range's max or min scores 1
+   (once ``spatial_min_obs`` points are known: a range of a handful of points means nothing).
+6. After an alert (a score of at least ``refractory_level``), the next ``refractory`` points score 0: the
+   operator already has the alert, and repeats would only cost false positives. Silenced points do not
+   extend the silence, so a stream raises at most one alert per ``refractory + 1`` points.
 """
 
 from __future__ import annotations
@@ -84,29 +86,30 @@ class AlertParams:
 
     spatial_tolerance: float = 0.05
     spatial_window: int = 8640
+    spatial_min_obs: int = 100
     refractory: int = 150
     refractory_level: float = 0.6
 
 
 @dataclass(frozen=True, slots=True)
 class AlertState:
-    """The previous tail probability, the trailing values (for novelty) and scores (for the refractory)."""
+    """The previous tail probability, the trailing values (for novelty), points still to keep quiet."""
 
     last_tail: float
     values: np.ndarray
-    scores: np.ndarray
+    quiet: int
 
     @classmethod
     def empty(cls) -> AlertState:
-        return cls(1.0, np.empty(0), np.empty(0))
+        return cls(1.0, np.empty(0), 0)
 
 
 def advance_alerts(params: AlertParams, state: AlertState, tail: np.ndarray,
-                   x: np.ndarray) -> tuple[np.ndarray, AlertState]:
-    """Final scores in [0, 1] for the new points, given their tail probabilities and values."""
+                   x: np.ndarray) -> tuple[np.ndarray, np.ndarray, AlertState]:
+    """Final scores in [0, 1] of the new points, their scores before the refractory, and the state after."""
     n = len(x)
     if n == 0:
-        return np.empty(0), state
+        return np.empty(0), np.empty(0), state
     previous = np.concatenate([[state.last_tail], tail[:-1]])
     filtered = np.where((tail <= RED_TAIL) & (previous <= RED_TAIL), YELLOW_TAIL, tail)
     score = np.clip(np.log(filtered + LOG_FLOOR) / np.log(LOG_FLOOR), 0.0, 1.0)
@@ -114,15 +117,28 @@ def advance_alerts(params: AlertParams, state: AlertState, tail: np.ndarray,
     ext_x = np.concatenate([state.values, x])
     hi, lo = trailing_extremes(ext_x, n, params.spatial_window)
     span = hi - lo
+    history = np.minimum(len(state.values) + np.arange(n), params.spatial_window)
     with np.errstate(invalid="ignore"):
         novel = (span > 0) & ((x > hi + params.spatial_tolerance * span) | (x < lo - params.spatial_tolerance * span))
+    novel &= history >= params.spatial_min_obs
     score = np.where(novel, 1.0, score)
 
-    if params.refractory > 0:
-        ext_s = np.concatenate([state.scores, score])
-        recent, _ = trailing_extremes(ext_s, n, params.refractory)
-        final = np.where(np.nan_to_num(recent, nan=0.0) >= params.refractory_level, 0.0, score)
-        kept = ext_s[-params.refractory:].copy()
-    else:
-        final, kept = score, np.empty(0)
-    return final, AlertState(float(tail[-1]), ext_x[-params.spatial_window:].copy(), kept)
+    final, quiet = refractory(score, state.quiet, params.refractory, params.refractory_level)
+    return final, score, AlertState(float(tail[-1]), ext_x[-params.spatial_window:].copy(), quiet)
+
+
+def refractory(score: np.ndarray, quiet: int, length: int, level: float) -> tuple[np.ndarray, int]:
+    """Zero the ``length`` points after each alert (a score of at least ``level``) that is not itself silenced.
+
+    ``quiet`` is how many leading points are still silenced by an earlier alert; returns the scores and the
+    points still to silence after them.
+    """
+    n = len(score)
+    silenced = np.zeros(n, dtype=bool)
+    silenced[:quiet] = True
+    free_from = quiet
+    for i in np.flatnonzero(score >= level):
+        if i >= free_from and length > 0:
+            silenced[i + 1:i + 1 + length] = True
+            free_from = i + 1 + length
+    return np.where(silenced, 0.0, score), max(0, free_from - n)
