@@ -46,5 +46,6 @@ page = st.navigation([
     st.Page(PAGES / "fleet.py", title="Fleet health", icon=":material/monitor_heart:", default=True),
     st.Page(PAGES / "anomalies.py", title="Anomalies", icon=":material/troubleshoot:"),
     st.Page(PAGES / "slo.py", title="SLO & MTTR", icon=":material/speed:"),
+    st.Page(PAGES / "assistant.py", title="Assistant", icon=":material/forum:"),
 ])
 page.run()

@@ -117,6 +117,36 @@ def detect(
 
 
 @app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question in plain words (quote it).")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the answer, tool calls and any proposal as JSON.")]
+    = False,
+    store: Annotated[str | None, typer.Option(help="Database URL to ask about (default: the configured store).")]
+    = None,
+    backend: Annotated[str | None, typer.Option(help="offline | openai (default: SELFHEAL_ASSISTANT_BACKEND).")]
+    = None,
+) -> None:
+    """Ask the assistant about the store. Fix requests only queue a proposal for an operator; nothing runs."""
+    from engine.assistant import ask as answer_question
+    from engine.assistant import load_assistant_config, make_backend
+    from engine.settings import load_settings
+    from engine.store.db import Store
+
+    try:
+        url = store or load_settings().store_url
+        answer = answer_question(make_backend(Store.open(url), load_assistant_config(backend=backend), actor="cli"),
+                                 question)
+    except SelfhealError as e:
+        raise _fail(e) from e
+    if json_out:
+        sys.stdout.write(json.dumps({"question": question, **answer.to_dict()}, indent=2, default=str) + "\n")
+    else:
+        out.print(answer.text, markup=False, highlight=False)
+    if answer.error:
+        raise typer.Exit(code=2)
+
+
+@app.command()
 def agent(
     interval: Annotated[float | None, typer.Option(help="Real seconds between ticks (SELFHEAL_TICK_SECONDS).")] = None,
     speed: Annotated[float | None, typer.Option(help="Simulated minutes per real second (SELFHEAL_SIM_SPEED).")]
