@@ -15,7 +15,7 @@ from engine.assistant.args import ProposeArgs
 from engine.assistant.context import ToolContext, ToolFailure
 from engine.assistant.format import iso
 from engine.assistant.results import ToolResult, ToolStatus
-from engine.service.audit import record
+from engine.service.audit import append
 from engine.store import assistant_repo
 
 log = logging.getLogger(__name__)
@@ -48,11 +48,11 @@ def propose_action(ctx: ToolContext, args: ProposeArgs) -> ToolResult:
                           "requested_by": ctx.actor},
                 created_at=created, expires_at=expires, incident_id=args.incident_id))
             reused = False
+            append(conn, actor=ctx.actor, kind="proposal_created", subject=f"proposal:{pid}",
+                   detail={"origin": ORIGIN, "pipeline": target.pipeline, "action": args.action.value,
+                           "stage": stage.value, "params": params, "risk": rule.risk, "reason": args.reason,
+                           "incident_id": args.incident_id, "question": ctx.question[:500]}, at=created)
     if not reused:
-        record(ctx.store, actor=ctx.actor, kind="proposal_created", subject=f"proposal:{pid}",
-               detail={"origin": ORIGIN, "pipeline": target.pipeline, "action": args.action.value,
-                       "stage": stage.value, "params": params, "risk": rule.risk, "reason": args.reason,
-                       "incident_id": args.incident_id, "question": ctx.question[:500]}, at=created)
         log.info("chat proposal %s queued: %s on %s", pid, args.action.value, where)
     shown = ", ".join(f"{k}={v}" for k, v in params.items())
     text = (f"{'Already queued' if reused else 'Queued'} proposal #{pid}: {args.action.value} on {where}"

@@ -270,6 +270,21 @@ def test_propose_validates_everything_and_writes_nothing_on_error(store: Store, 
     assert rows(store, ProposalRow) == []
 
 
+def test_a_proposal_and_its_audit_entry_land_together_or_not_at_all(store: Store, monkeypatch) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from engine.assistant import proposals
+
+    def broken_audit(*_args, **_kwargs):
+        raise OperationalError("INSERT INTO audit_entries", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(proposals, "append", broken_audit)
+    call = call_tool(ToolContext(store), "propose_action", {"action": "restart_task", "pipeline": "orders",
+                                                            "stage": "transform"})
+    assert call.result.status is ToolStatus.ERROR
+    assert rows(store, ProposalRow) == [] and rows(store, AuditEntryRow) == []
+
+
 def test_only_propose_writes() -> None:
     assert [t.name for t in TOOLS.values() if t.writes] == ["propose_action"]
 
