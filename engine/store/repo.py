@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -56,23 +56,44 @@ def list_pipelines(conn: Connection) -> list[PipelineSpec]:
 # -- telemetry ------------------------------------------------------------------------------------
 
 
+_STAGE_MINUTE_COLUMNS = ("pipeline_id", "stage", "ts", *METRICS, "status", "reason", "anomaly_score")
+
+
 def insert_stage_minutes(conn: Connection, samples: Sequence[StageSample], health: Sequence[StageHealth],
                          scores: dict[tuple[str, Stage, datetime], float] | None = None) -> None:
-    """Write each stage-minute's metrics together with its derived health and anomaly score."""
+    """Write each stage-minute's metrics together with its derived health and anomaly score.
+
+    The tick's largest write (pipelines × stages rows a minute), so it goes to the driver in one
+    executemany with timestamps already in the form the dialect stores (what `UTCDateTime` would do).
+    """
     if not samples:
         return
     scores = scores or {}
     status = {(h.pipeline_id, h.stage, h.ts): h for h in health}
+    to_db = _ts_for(conn.dialect.name)
     rows = []
     for s in samples:
         h = status.get((s.pipeline_id, s.stage, s.ts))
-        row = dict.fromkeys(METRICS)
-        row.update(s.values)
-        row.update(pipeline_id=s.pipeline_id, stage=s.stage.value, ts=s.ts,
-                   status=h.status.value if h else "healthy", reason=h.reason if h else "",
-                   anomaly_score=scores.get((s.pipeline_id, s.stage, s.ts)))
-        rows.append(row)
-    conn.execute(insert(StageMinuteRow.__table__), rows)
+        v = s.values
+        rows.append((s.pipeline_id, s.stage.value, to_db(s.ts), *(v.get(m) for m in METRICS),
+                     h.status.value if h else "healthy", h.reason if h else "",
+                     scores.get((s.pipeline_id, s.stage, s.ts))))
+    marks = ", ".join(["?" if conn.dialect.paramstyle == "qmark" else "%s"] * len(_STAGE_MINUTE_COLUMNS))
+    sql = f"INSERT INTO stage_minutes ({', '.join(_STAGE_MINUTE_COLUMNS)}) VALUES ({marks})"
+    conn.exec_driver_sql(sql, rows)
+
+
+def _ts_for(dialect: str) -> Callable[[datetime], object]:
+    """How `UTCDateTime` binds a timestamp on this dialect: naive UTC text on SQLite, aware otherwise."""
+    if dialect == "sqlite":
+        return lambda ts: _utc(ts).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return _utc
+
+
+def _utc(ts: datetime) -> datetime:
+    if ts.tzinfo is None:
+        raise ValueError("naive datetime given to the store; use aware UTC datetimes")
+    return ts.astimezone(UTC)
 
 
 def insert_events(conn: Connection, events: Sequence[Event]) -> None:
