@@ -47,5 +47,6 @@ page = st.navigation([
     st.Page(PAGES / "anomalies.py", title="Anomalies", icon=":material/troubleshoot:"),
     st.Page(PAGES / "slo.py", title="SLO & MTTR", icon=":material/speed:"),
     st.Page(PAGES / "assistant.py", title="Assistant", icon=":material/forum:"),
+    st.Page(PAGES / "agent.py", title="Agent", icon=":material/psychology:"),
 ])
 page.run()

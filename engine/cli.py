@@ -59,10 +59,13 @@ def console(port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
 @app.command()
 def simulate(
     scenario: Annotated[Path, typer.Option("--scenario", "-s", help="Scenario JSON file (format in DESIGN.md).")],
-    policy: Annotated[str, typer.Option(help="Recovery policy: none (more arrive with the decision layer).")] = "none",
+    policy: Annotated[str, typer.Option(help="Recovery policy: none, qlearning (the trained table), rules, manual, "
+                                        "oracle.")] = "none",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON here.")] = None,
     store: Annotated[str, typer.Option(help="Keep the run in this (empty) database URL; default in memory.")]
     = "sqlite://",
+    agent_store: Annotated[str | None, typer.Option(help="Store holding the trained Q-table (default: configured).")]
+    = None,
 ) -> None:
     """Run a scenario to the end as fast as possible and report SLO, incidents, MTTD and MTTR."""
     from engine.service.simulate import run_scenario
@@ -70,10 +73,17 @@ def simulate(
 
     try:
         sc = load_scenario(scenario)
+        agent = None
+        if policy == "qlearning":
+            from engine.feedback.memory import load_policy
+            from engine.settings import load_settings
+            from engine.store.db import Store
+
+            agent = load_policy(Store.open(agent_store or load_settings().store_url), learning=False)
         with Progress(TextColumn("simulating {task.description}"), BarColumn(), TextColumn("{task.completed}/"
                       "{task.total} min"), TimeRemainingColumn(), console=err, transient=True) as bar:
             task = bar.add_task(sc.name, total=sc.duration_minutes)
-            report = run_scenario(sc, store_url=store, policy=policy,
+            report = run_scenario(sc, store_url=store, policy=policy, agent=agent,
                                   progress=lambda done, _total: bar.update(task, completed=done))
     except SelfhealError as e:
         raise _fail(e) from e
@@ -153,6 +163,8 @@ def agent(
     = None,
     ticks: Annotated[int | None, typer.Option(help="Stop after this many ticks (default: run until stopped).")]
     = None,
+    policy: Annotated[str, typer.Option(help="Decide and act on open incidents: none, qlearning (the stored "
+                                        "Q-table, learning live), rules, manual.")] = "none",
 ) -> None:
     """Run the loop as a worker: tick the configured source into the store until stopped (Ctrl-C / SIGTERM)."""
     from engine.service.runtime import EmbeddedRuntime, SimClock
@@ -165,7 +177,7 @@ def agent(
         if speed is not None:
             overrides["sim_speed"] = speed
         settings = load_settings(**overrides)
-        runtime = EmbeddedRuntime(settings)
+        runtime = EmbeddedRuntime(settings, policy=policy)
         runtime.backfill()
     except SelfhealError as e:
         raise _fail(e) from e
@@ -186,6 +198,106 @@ def agent(
         err.print(f"tick {done}: up to {r.end.isoformat()} ({r.minutes} min, {r.samples} samples, "
                   f"{len(r.opened)} opened, {len(r.closed)} closed)", highlight=False)
     err.print(f"agent: stopped after {done} tick(s)")
+
+
+bench_app = typer.Typer(help="Benchmarks that print numbers.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@app.command()
+def train(
+    episodes: Annotated[int, typer.Option(help="Training episodes (one incident each) in the twin.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the generated training scenarios and the agent.")] = 0,
+    store: Annotated[str | None, typer.Option(help="Database URL to keep the Q-table in (default: configured).")]
+    = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the learning curve (per episode) here.")]
+    = None,
+    fresh: Annotated[bool, typer.Option(help="Start from an empty Q-table instead of the stored one.")] = False,
+) -> None:
+    """Train the Q-learning policy in the twin on generated scenarios; the table is saved in the store."""
+    from datetime import UTC, datetime
+
+    from engine.feedback import memory
+    from engine.feedback.summaries import curve_lines
+    from engine.feedback.training import train as run_training
+    from engine.settings import load_settings
+    from engine.store import decision_repo
+    from engine.store.db import Store
+
+    try:
+        db = Store.open(store or load_settings().store_url)
+        agent = memory.load_policy(db, explore=True)
+        if fresh:
+            agent = type(agent)(params=agent.params)
+        with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} episodes"),
+                      TimeRemainingColumn(), console=err, transient=True) as bar:
+            task = bar.add_task("train", total=episodes)
+            run = run_training(agent, episodes=episodes, seed=seed,
+                               progress=lambda done, _total: bar.update(task, completed=done))
+        with db.transaction() as conn:
+            memory.save_table(conn, agent.table, now=datetime.now(UTC))
+            memory.persist_learning(conn, agent.table, run.learned[-500:], source="training")
+            decision_repo.save_training(conn, memory.POLICY, run.summary(seed=seed, episodes_total=agent.episodes))
+    except SelfhealError as e:
+        raise _fail(e) from e
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(run.summary(seed=seed, episodes_total=agent.episodes), indent=1) + "\n",
+                            encoding="utf-8")
+    out.print(f"trained {len(run.records)} episodes in {run.seconds:.1f} s ({run.batches} batches); "
+              f"{len(agent.table.values)} states, {len(agent.table)} state-action values; epsilon now "
+              f"{agent.epsilon:.3f}", soft_wrap=True)
+    out.print("learning curve, all episodes:", highlight=False)
+    out.print("\n".join(curve_lines(run.records)), highlight=False, markup=False)
+    out.print("learning curve, credentials_expired (no runbook rule):", highlight=False)
+    out.print("\n".join(curve_lines(run.records, kind="credentials_expired")), highlight=False, markup=False)
+
+
+@bench_app.command("rl")
+def bench_rl(
+    scenarios: Annotated[Path, typer.Option(help="Directory of held-out scenario JSON files to score on.")],
+    episodes: Annotated[int, typer.Option(help="Training episodes on generated scenarios (never DIR).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of training and of the policies' tie-breaking.")] = 0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the per-policy results here.")] = None,
+) -> None:
+    """Train Q-learning in the twin, then run qlearning, rules, manual, oracle (and none) on every file in DIR."""
+    from engine.feedback.bench import bench
+    from engine.feedback.summaries import bench_lines
+
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      console=err, transient=True) as bar:
+            tasks: dict[str, object] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done)  # type: ignore[arg-type]
+
+            result = bench(scenarios, episodes=episodes, seed=seed, progress=progress)
+    except SelfhealError as e:
+        raise _fail(e) from e
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if "training" in result:
+        t = result["training"]
+        out.print(f"trained {t['episodes']} episodes in {t['seconds']:g} s on generated scenarios")
+    out.print(f"{result['files']} held-out scenario(s) in {result['scenarios']}")
+    out.print("\n".join(bench_lines(result)), highlight=False, markup=False, soft_wrap=True)
+
+
+@bench_app.command("scenarios")
+def bench_scenarios(
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write one sub-directory per family into.")],
+    count: Annotated[int, typer.Option(help="Scenarios per family (sparse: a third as many, each two days).")] = 30,
+    seed: Annotated[int, typer.Option(help="Held-out seed (training never draws from this stream).")] = 1000,
+) -> None:
+    """Write held-out scenario sets: single, mixed, ambiguous, novel (credentials_expired), sparse."""
+    from engine.feedback.curriculum import write_sets
+
+    for family, d in write_sets(out_dir, count=count, seed=seed).items():
+        out.print(f"{family:<10} {len(list(d.glob('*.json'))):>3} scenario(s) in {d}")
 
 
 @db_app.command("upgrade")

@@ -53,6 +53,9 @@ class FaultKind(StrEnum):
     TIMEOUT = "timeout"
     WAREHOUSE_OVERLOAD = "warehouse_overload"
     CDC_STOPPED = "cdc_stopped"
+    # Added with the decision layer: a kind no static runbook rule covers, and an ambiguous one.
+    CREDENTIALS_EXPIRED = "credentials_expired"
+    WAREHOUSE_SATURATION = "warehouse_saturation"
 
 
 class ActionKind(StrEnum):

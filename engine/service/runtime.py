@@ -13,10 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 
 from engine.detection.stage_scores import StageScorer
 from engine.errors import SelfhealError
+from engine.execution.executor import TwinExecutor
+from engine.feedback import memory
+from engine.feedback.bench import make_policy
+from engine.feedback.changes import rebaseline
+from engine.feedback.loop import Healer
 from engine.model import METRICS, FaultKind, PipelineSpec, Stage, StageSample, floor_minute
 from engine.service.audit import record
 from engine.service.tick import TickResult, register, tick
@@ -57,7 +63,7 @@ class SimClock:
 class EmbeddedRuntime:
     """Owns the live twin and ticks it into the store. Safe to call from several threads."""
 
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    def __init__(self, settings: Settings, store: Store | None = None, *, policy: str = "none") -> None:
         self.settings = settings
         self.store = store or Store.open(settings.store_url)
         with self.store.read() as conn:
@@ -73,6 +79,7 @@ class EmbeddedRuntime:
         register(self.store, self.source)
         if newest is not None:
             self._warm_scorer(newest)
+        self.healer = self._make_healer(policy)
         self._backfill_until = start + timedelta(minutes=settings.backfill_minutes if newest is None else 0)
         self._clock: SimClock | None = None
         self._stop = threading.Event()
@@ -83,6 +90,22 @@ class EmbeddedRuntime:
         self._last_error: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
+    def _make_healer(self, policy: str) -> Healer | None:
+        """The decision loop acting on the staging twin ("none": detection only, as before).
+
+        The learned policy starts from the store's Q-table and keeps learning live; it explores a little
+        (ε at its floor), which is confined to this twin.
+        """
+        if policy == "none":
+            return None
+        agent = memory.load_policy(self.store, explore=True, learning=True) if policy == "qlearning" else None
+        if agent is not None:
+            agent.episodes = max(agent.episodes, 10_000)  # ε at its floor: exploration stays small on live data
+        chosen = make_policy(policy, _NoTruth, agent)
+        return Healer(chosen, TwinExecutor(self.twin, self.source.lock),
+                      rng=np.random.default_rng([self.settings.seed, 5]),
+                      on_capacity_change=lambda pid, stage: rebaseline(self.scorer, pid, stage))
+
     def _warm_scorer(self, newest: datetime) -> None:
         """Rebuild the scorer's baselines from the stored recent past, so a restart does not go blind."""
         start = newest - timedelta(minutes=WARM_MINUTES)
@@ -134,7 +157,7 @@ class EmbeddedRuntime:
     def advance_to(self, until: datetime) -> TickResult:
         """Run one tick up to `until` (simulated time)."""
         t0 = time.perf_counter()
-        result = tick(self.store, self.source, until, self.scorer)
+        result = tick(self.store, self.source, until, self.scorer, self.healer)
         self._ticks += 1
         self._last_seconds = time.perf_counter() - t0
         self._last_error = None
@@ -162,3 +185,10 @@ class EmbeddedRuntime:
     def status(self) -> RuntimeStatus:
         return RuntimeStatus(running=self._thread is not None and self._thread.is_alive(), sim_now=self.twin.now,
                              ticks=self._ticks, last_tick_seconds=self._last_seconds, last_error=self._last_error)
+
+
+class _NoTruth:
+    """The live runtime offers no oracle: only benchmarks may read the twin's truth."""
+
+    def truth(self, pipeline_id: str, ts: datetime) -> list:
+        raise SelfhealError("the oracle policy is for benchmarks only")

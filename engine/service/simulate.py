@@ -13,8 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from engine.decision.qlearning import QLearningPolicy
 from engine.detection.stage_scores import StageScorer
 from engine.errors import SelfhealError
+from engine.execution.executor import TwinExecutor
+from engine.feedback.bench import make_policy
+from engine.feedback.changes import rebaseline
+from engine.feedback.evaluate import decision_summary
+from engine.feedback.loop import Healer
 from engine.model import Incident
 from engine.service.tick import register, tick
 from engine.sim.faults import Fault
@@ -25,15 +31,24 @@ from engine.store.db import Store
 from engine.telemetry.simulator import SimulatorSource
 
 log = logging.getLogger(__name__)
-POLICIES = ("none",)
+POLICIES = ("none", "qlearning", "rules", "manual", "oracle")
 CHUNK_MINUTES = 60
+DECISION_CHUNK_MINUTES = 1  # with a policy the loop decides every simulated minute, as it trains
 
 
 def run_scenario(scenario: Scenario, *, store_url: str = "sqlite://", policy: str = "none",
-                 progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Simulate `scenario` to its end and return the report (plain JSON-able data, deterministic by seed)."""
+                 progress: Callable[[int, int], None] | None = None, agent: QLearningPolicy | None = None,
+                 ) -> dict[str, Any]:
+    """Simulate `scenario` to its end and return the report (plain JSON-able data, deterministic by seed).
+
+    With a policy other than "none" the tick also decides, acts in the twin, verifies and learns (the learned
+    policy is greedy and frozen here: `agent` is its trained table, e.g. `memory.load_policy`).
+    """
     if policy not in POLICIES:
         raise SelfhealError(f"unknown policy {policy!r}; available: {list(POLICIES)}")
+    if policy == "qlearning" and (agent is None or not len(agent.table)):
+        raise SelfhealError("the qlearning policy has no trained Q-table: run `selfheal train` first "
+                            "(or give the store that holds one)")
     store = Store.open(store_url)
     try:
         with store.read() as conn:
@@ -43,16 +58,44 @@ def run_scenario(scenario: Scenario, *, store_url: str = "sqlite://", policy: st
         source = SimulatorSource(twin)
         scorer = StageScorer(seed=scenario.seed)
         register(store, source)
+        healer = None if policy == "none" else _healer(policy, twin, source, scorer, agent=agent, seed=scenario.seed)
+        chunk = CHUNK_MINUTES if healer is None else DECISION_CHUNK_MINUTES
         total = scenario.duration_minutes
         done = 0
+        decisions: list = []
         while done < total:
-            done = min(total, done + CHUNK_MINUTES)
-            tick(store, source, twin.time_of(done), scorer)
-            if progress:
+            done = min(total, done + chunk)
+            result = tick(store, source, twin.time_of(done), scorer, healer)
+            decisions.extend(result.decisions)
+            if progress and (done % CHUNK_MINUTES == 0 or done == total):
                 progress(done, total)
-        return evaluate(store, twin, scenario, policy)
+        report = evaluate(store, twin, scenario, policy)
+        if healer is not None:
+            with store.read() as conn:
+                incidents = repo.incidents_between(conn, twin.start, twin.time_of(total))
+            report["decisions"] = decision_summary(decisions, incidents)
+        return report
     finally:
         store.dispose()
+
+
+def _healer(policy: str, twin: Twin, source: SimulatorSource, scorer: StageScorer, *,
+            agent: QLearningPolicy | None, seed: int) -> Healer:
+    """The decision loop for a simulate run: the named policy acting on the twin."""
+    chosen = make_policy(policy, lambda: _Truth(twin), agent)  # the oracle reads the twin's truth
+    return Healer(chosen, TwinExecutor(twin, source.lock), rng=np.random.default_rng([0, seed]),
+                  on_capacity_change=lambda pid, stage: rebaseline(scorer, pid, stage))
+
+
+class _Truth:
+    """The oracle's view of the twin's ground truth (benchmarks only)."""
+
+    def __init__(self, twin: Twin) -> None:
+        self.twin = twin
+
+    def truth(self, pipeline_id: str, ts: datetime) -> list:
+        minute = round((ts - self.twin.start).total_seconds() / 60)
+        return [(f.kind, f.stage) for f in self.twin.faults if f.pipeline == pipeline_id and f.active(minute)]
 
 
 def evaluate(store: Store, twin: Twin, scenario: Scenario, policy: str) -> dict[str, Any]:

@@ -11,12 +11,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from sqlalchemy import Connection, insert
+
+from engine.decision.state import minute_views
 from engine.detection import health as health_mod
 from engine.detection.incidents import update_incidents
 from engine.detection.stage_scores import StageScore, StageScorer
-from engine.model import Incident, IncidentStatus, TelemetryBatch
-from engine.store import repo
+from engine.feedback import memory
+from engine.feedback.loop import Decision, Healer, Learned
+from engine.model import Incident, IncidentStatus, PipelineHealth, StageHealth, TelemetryBatch
+from engine.store import decision_repo, repo
 from engine.store.db import Store
+from engine.store.tables import AuditEntryRow
 from engine.telemetry.source import TelemetrySource
 
 log = logging.getLogger(__name__)
@@ -31,6 +37,8 @@ class TickResult:
     events: int
     opened: list[Incident] = field(default_factory=list)
     closed: list[Incident] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    learned: list[Learned] = field(default_factory=list)
 
 
 def register(store: Store, source: TelemetrySource) -> None:
@@ -39,14 +47,16 @@ def register(store: Store, source: TelemetrySource) -> None:
         repo.upsert_pipelines(conn, source.pipelines(), source.name)
 
 
-def tick(store: Store, source: TelemetrySource, now: datetime, scorer: StageScorer | None = None) -> TickResult:
-    """Pull what is new up to `now`, score it, assess health, advance incidents; one transaction."""
+def tick(store: Store, source: TelemetrySource, now: datetime, scorer: StageScorer | None = None,
+         healer: Healer | None = None) -> TickResult:
+    """Pull what is new up to `now`, score it, assess health, advance incidents and (with a healer) decide,
+    act, verify and learn; one transaction."""
     batch = source.pull(now)
-    return ingest(store, source, batch, scorer)
+    return ingest(store, source, batch, scorer, healer)
 
 
 def ingest(store: Store, source: TelemetrySource, batch: TelemetryBatch,
-           scorer: StageScorer | None = None) -> TickResult:
+           scorer: StageScorer | None = None, healer: Healer | None = None) -> TickResult:
     """Write a pulled batch and everything derived from it, atomically."""
     pipelines = source.pipelines()
     scored = {(s.pipeline_id, s.stage, s.ts): s for s in scorer.score(batch.samples)} if scorer else {}
@@ -66,11 +76,56 @@ def ingest(store: Store, source: TelemetrySource, batch: TelemetryBatch,
                 opened.append(saved)
             if saved.status is IncidentStatus.CLOSED:
                 closed.append(saved)
+        decisions, learned = _heal(conn, healer, source, batch, stage_rows=stage_rows,
+                                        pipe_rows=pipe_rows, closed=closed) if healer else ([], [])
         repo.set_value(conn, f"watermark:{source.name}", {"end": batch.end.isoformat()})
     minutes = int((batch.end - batch.start).total_seconds() // 60)
     if opened or closed:
         log.info("tick %s: %d incident(s) opened, %d closed", batch.end.isoformat(), len(opened), len(closed))
-    return TickResult(batch.start, batch.end, minutes, len(batch.samples), len(batch.events), opened, closed)
+    return TickResult(batch.start, batch.end, minutes, len(batch.samples), len(batch.events), opened, closed,
+                      decisions, learned)
+
+
+def _heal(conn: Connection, healer: Healer, source: TelemetrySource, batch: TelemetryBatch, *,
+          stage_rows: list[StageHealth], pipe_rows: list[PipelineHealth], closed: list[Incident],
+          ) -> tuple[list[Decision], list[Learned]]:
+    """The decision and feedback steps of the tick, on the batch's newest minute (same code as training)."""
+    if not pipe_rows:
+        return [], []
+    last = max(h.ts for h in pipe_rows)
+    targets = {p.id: p.freshness_target_minutes for p in source.pipelines()}
+    views = {pid: v for (pid, ts), v in minute_views(batch.samples, stage_rows, pipe_rows, targets).items()
+             if ts == last}
+    elapsed: dict[str, tuple[int, int]] = {}
+    for h in pipe_rows:
+        minutes, unhealthy = elapsed.get(h.pipeline_id, (0, 0))
+        elapsed[h.pipeline_id] = (minutes + 1, unhealthy + (not h.slo_healthy))
+    open_now = {i.pipeline_id: i for i in repo.open_incidents(conn)}
+    result = healer.step(last, views, open_now, {i.pipeline_id: i for i in closed}, elapsed)
+    policy = healer.policy.name
+    table = getattr(healer.policy, "table", None)
+    if table is not None and getattr(healer.policy, "learning", False):
+        memory.persist_learning(conn, table, result.learned, policy=policy, now=last)
+    elif result.learned:
+        decision_repo.insert_transitions(conn, memory.records_of(result.learned, policy=policy))
+    for d in result.decisions:
+        req = d.execution.request
+        audit_insert(conn, actor=f"agent:{policy}", kind="action_started", subject=f"pipeline:{d.pipeline_id}",
+                     at=last, detail={"incident_id": d.incident_id, "action": req.action.value,
+                                      "stage": req.stage.value, "params": req.params, "state": d.state,
+                                      "reason": d.choice.reason, "execution": d.execution.ref,
+                                      "status": d.execution.status.value})
+    for x in result.learned:
+        t = x.transition
+        audit_insert(conn, actor=f"agent:{policy}", kind="action_outcome", subject=f"pipeline:{t.pipeline_id}",
+                     at=t.ts, detail={"incident_id": t.incident_id, "action": t.action.value, "outcome": x.status.value,
+                                      "recovered": t.done, "reward": round(t.reward, 3), "minutes": t.minutes})
+    return result.decisions, result.learned
+
+
+def audit_insert(conn: Connection, *, actor: str, kind: str, subject: str, at: datetime, detail: dict) -> None:
+    """Append an audit entry inside the tick's transaction (the audit log is data, like the rest of the tick)."""
+    conn.execute(insert(AuditEntryRow.__table__).values(ts=at, actor=actor, kind=kind, subject=subject, detail=detail))
 
 
 def _onsets(scores: Iterable[StageScore]) -> dict[tuple[str, datetime], datetime]:

@@ -27,10 +27,17 @@ TIMING: dict[ActionKind, tuple[int, int, float]] = {
 }
 
 # Which fault kinds an action removes when it succeeds (on the stage it targets, or pipeline-wide).
+# Scaling and retries also relieve their faults through the physics (capacity, retry attempts); listing
+# them here ends the fault once the action lands, so the stage's telemetry settles back to normal
+# instead of staying at the fault's level for as long as the cause would have lasted.
 FIXES: dict[ActionKind, frozenset[FaultKind]] = {
     ActionKind.RESTART_TASK: frozenset({FaultKind.TIMEOUT}),
     ActionKind.REMAP_SCHEMA: frozenset({FaultKind.SCHEMA_DRIFT}),
-    ActionKind.RESCHEDULE: frozenset({FaultKind.WAREHOUSE_OVERLOAD}),
+    ActionKind.RESCHEDULE: frozenset({FaultKind.WAREHOUSE_OVERLOAD, FaultKind.WAREHOUSE_SATURATION}),
+    ActionKind.SCALE_WORKERS: frozenset({FaultKind.RESOURCE_CONTENTION}),
+    ActionKind.SCALE_WAREHOUSE: frozenset({FaultKind.WAREHOUSE_OVERLOAD, FaultKind.WAREHOUSE_SATURATION,
+                                           FaultKind.RESOURCE_CONTENTION}),
+    ActionKind.RETRY_WITH_BACKOFF: frozenset({FaultKind.NETWORK_FAILURE}),
     ActionKind.RELOAD_TABLES: frozenset({FaultKind.CDC_STOPPED}),
     ActionKind.RESTART_CDC_TASK: frozenset({FaultKind.CDC_STOPPED}),
     ActionKind.ESCALATE_TO_HUMAN: frozenset(FaultKind),

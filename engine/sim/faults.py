@@ -13,7 +13,8 @@ import numpy as np
 from engine.model import STAGES, EventKind, FaultKind, Stage
 
 # Kinds whose damage stays until the right action is taken (DESIGN: "a drifted schema stays drifted").
-PERSISTENT = frozenset({FaultKind.SCHEMA_DRIFT, FaultKind.CDC_STOPPED, FaultKind.TIMEOUT})
+PERSISTENT = frozenset({FaultKind.SCHEMA_DRIFT, FaultKind.CDC_STOPPED, FaultKind.TIMEOUT,
+                        FaultKind.CREDENTIALS_EXPIRED})
 
 
 @dataclass(slots=True)
@@ -178,6 +179,48 @@ def _cdc_stopped(fault: Fault, minute: int, fx: Effects, load: np.ndarray, rng: 
                    f"Replication task status: stopped for {minute - fault.start} min"))
 
 
+# Authentication failures name no column, connection or queue: diagnosis cannot tell what they are.
+_AUTH_MESSAGES = {
+    Stage.SOURCE: "DMS endpoint error: FATAL: password authentication failed for user \"dms_reader\"",
+    Stage.ORCHESTRATOR: "Task failed: botocore.exceptions.ClientError: ExpiredTokenException when calling "
+    "the AssumeRole operation",
+    Stage.TRANSFORM: "Glue job failed: AccessDeniedException: The security token included in the request "
+    "is expired",
+    Stage.WAREHOUSE: "FATAL: password authentication failed for user \"etl_loader\" (IAM credentials expired)",
+}
+
+
+def _credentials_expired(fault: Fault, minute: int, fx: Effects, load: np.ndarray,
+                         rng: np.random.Generator) -> None:
+    # Every run is refused until someone with access rotates the secret: no automated action fixes it.
+    i, s, ev = fault.index, STAGES.index(fault.stage), fx.events
+    fx.up[i, s] = 0.0
+    fx.errors[i, s] += 1
+    ev.append((i, fault.stage, EventKind.RUN_FAILED, "error", _AUTH_MESSAGES[fault.stage]))
+
+
+def _warehouse_saturation(fault: Fault, minute: int, fx: Effects, load: np.ndarray,
+                          rng: np.random.Generator) -> None:
+    """A warehouse overload that looks like contention upstream.
+
+    A competing workload holds the warehouse's write slots, so the transform's executors buffer rows they
+    cannot load: cpu and memory climb at the transform and its executors die of out-of-memory, while the
+    warehouse shows only a raised (sub-limit) queue wait. Scaling the transform does not help; relieving the
+    warehouse (scale_warehouse, reschedule) does.
+    """
+    i, sev, p, ev = fault.index, fault.severity, fault.pipeline, fx.events
+    w, t = STAGES.index(Stage.WAREHOUSE), STAGES.index(Stage.TRANSFORM)
+    fx.queue_add[i, w] += 20.0 + 25.0 * sev
+    fx.cpu_add[i, w] += 8.0 * sev
+    fx.cap_mult[i, t] /= 1.0 + 1.5 * sev
+    fx.cpu_add[i, t] += 30.0 * sev
+    fx.mem_add[i, t] += 35.0 * sev
+    if rng.random() < 0.3 + 0.4 * sev:
+        fx.up[i, t] = 0.0
+        fx.errors[i, t] += 1
+        ev.append((i, Stage.TRANSFORM, EventKind.RUN_FAILED, "error", _OOM_MESSAGES[Stage.TRANSFORM].format(p=p)))
+
+
 PHYSICS: dict[FaultKind, Callable[[Fault, int, Effects, np.ndarray, np.random.Generator], None]] = {
     FaultKind.SCHEMA_DRIFT: _schema_drift,
     FaultKind.RESOURCE_CONTENTION: _resource_contention,
@@ -185,4 +228,6 @@ PHYSICS: dict[FaultKind, Callable[[Fault, int, Effects, np.ndarray, np.random.Ge
     FaultKind.TIMEOUT: _timeout,
     FaultKind.WAREHOUSE_OVERLOAD: _warehouse_overload,
     FaultKind.CDC_STOPPED: _cdc_stopped,
+    FaultKind.CREDENTIALS_EXPIRED: _credentials_expired,
+    FaultKind.WAREHOUSE_SATURATION: _warehouse_saturation,
 }

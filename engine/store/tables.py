@@ -170,3 +170,25 @@ class KeyValueRow(Base):
     __tablename__ = "kv"
     key: Mapped[str] = mapped_column(String(120), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class TransitionRow(Base):
+    """One learning step of a decision policy: (state, action, reward, next state) and the Q-value it moved."""
+
+    __tablename__ = "transitions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    policy: Mapped[str] = mapped_column(String(40))
+    ts: Mapped[datetime]  # simulated (or real) time the step ended
+    pipeline_id: Mapped[str] = mapped_column(String(120))
+    incident_id: Mapped[int | None] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(40))
+    reward: Mapped[float] = mapped_column(Float)
+    next_state: Mapped[str | None] = mapped_column(String(200))
+    done: Mapped[bool]
+    minutes: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(20))
+    q_before: Mapped[float | None] = mapped_column(Float)
+    q_after: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(20))  # "training" or "live"
+    __table_args__ = (Index("ix_transitions_policy_id", "policy", "id"),)

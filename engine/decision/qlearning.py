@@ -1,0 +1,127 @@
+"""Tabular Q-learning over the encoded incident state.
+
+ε-greedy with a per-episode decay; learning rate and discount are parameters. Q-values start at 0 and most
+rewards are negative, so an untried action looks better than a tried bad one: exploration is systematic.
+Exploration only ever picks among the actions the caller allows (the catalog's preconditions, the policy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.decision.policy import Choice, Transition, Update
+from engine.decision.state import Observation, encode
+from engine.model import ActionKind
+
+
+@dataclass(frozen=True, slots=True)
+class QParams:
+    alpha: float = 0.1  # learning rate once a pair has 1/alpha visits (before: 1/visits, a running mean)
+    gamma: float = 0.99  # discount per simulated minute (steps last different times: γ^minutes per step)
+    epsilon: float = 0.3  # exploration at the first episode
+    epsilon_min: float = 0.1  # keeps revisiting actions whose first estimates were unlucky (training only)
+    epsilon_decay: float = 0.997  # multiplied in once per finished episode
+
+    def __post_init__(self) -> None:
+        if not (0 < self.alpha <= 1 and 0 <= self.gamma <= 1 and 0 <= self.epsilon_min <= self.epsilon <= 1
+                and 0 < self.epsilon_decay <= 1):
+            raise ValueError("Q-learning parameters out of range: need 0<alpha≤1, 0≤gamma≤1, "
+                             "0≤epsilon_min≤epsilon≤1, 0<epsilon_decay≤1")
+
+
+class QTable:
+    """Q(s, a) and visit counts; unseen pairs are 0."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, dict[ActionKind, float]] = {}
+        self.visits: dict[str, dict[ActionKind, int]] = {}
+
+    def q(self, state: str, action: ActionKind) -> float:
+        return self.values.get(state, {}).get(action, 0.0)
+
+    def row(self, state: str, actions: Iterable[ActionKind]) -> dict[ActionKind, float]:
+        return {a: self.q(state, a) for a in actions}
+
+    def set(self, state: str, action: ActionKind, value: float, visits: int | None = None) -> None:
+        self.values.setdefault(state, {})[action] = float(value)
+        counts = self.visits.setdefault(state, {})
+        counts[action] = counts.get(action, 0) + 1 if visits is None else visits
+
+    def max_q(self, state: str, actions: Sequence[ActionKind]) -> float:
+        known = self.values.get(state, {})
+        if actions:
+            return max(known.get(a, 0.0) for a in actions)
+        return max(known.values(), default=0.0)
+
+    def items(self) -> Iterable[tuple[str, ActionKind, float, int]]:
+        for state, row in self.values.items():
+            for action, value in row.items():
+                yield state, action, value, self.visits.get(state, {}).get(action, 0)
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.values.values())
+
+    def copy(self) -> QTable:
+        out = QTable()
+        out.values = {s: dict(r) for s, r in self.values.items()}
+        out.visits = {s: dict(r) for s, r in self.visits.items()}
+        return out
+
+
+def q_update(q: float, reward: float, next_max: float, *, alpha: float, gamma: float, done: bool,
+             minutes: int = 1) -> float:
+    """One (semi-Markov) Q-learning step: Q ← Q + α (r + γ^k max Q(s′) − Q) for a step that lasted k minutes,
+    with no bootstrap at the end of an episode. Discounting by the step's duration keeps a string of short
+    waits from looking cheaper than one long action that works."""
+    target = reward if done else reward + gamma ** max(minutes, 1) * next_max
+    return q + alpha * (target - q)
+
+
+class QLearningPolicy:
+    """The learned policy. `explore=False` makes it greedy (evaluation); `learning=False` freezes the table."""
+
+    name = "qlearning"
+
+    def __init__(self, table: QTable | None = None, params: QParams | None = None, *, explore: bool = True,
+                 learning: bool = True, episodes: int = 0) -> None:
+        self.table = table if table is not None else QTable()
+        self.params = params or QParams()
+        self.explore = explore
+        self.learning = learning
+        self.episodes = episodes
+
+    @property
+    def epsilon(self) -> float:
+        p = self.params
+        return max(p.epsilon_min, p.epsilon * p.epsilon_decay ** self.episodes) if self.explore else 0.0
+
+    def choose(self, obs: Observation, allowed: Sequence[ActionKind], rng: np.random.Generator) -> Choice:
+        if not allowed:
+            raise ValueError("no action allowed")
+        state = encode(obs)
+        row = self.table.row(state, allowed)
+        if self.explore and rng.random() < self.epsilon:
+            action = allowed[int(rng.integers(len(allowed)))]
+            return Choice(action, f"exploring (ε={self.epsilon:.3f})", row, explored=True)
+        best = max(row.values())
+        ties = [a for a in allowed if row[a] == best]
+        action = ties[int(rng.integers(len(ties)))] if len(ties) > 1 else ties[0]
+        return Choice(action, f"highest Q-value ({best:.2f}) in state {state}", row)
+
+    def learn(self, t: Transition) -> Update | None:
+        if not self.learning:
+            return None
+        before = self.table.q(t.state, t.action)
+        next_max = 0.0 if t.done or t.next_state is None else self.table.max_q(t.next_state, t.allowed_next)
+        visits = self.table.visits.get(t.state, {}).get(t.action, 0)
+        alpha = max(self.params.alpha, 1.0 / (visits + 1))
+        after = q_update(before, t.reward, next_max, alpha=alpha, gamma=self.params.gamma, done=t.done,
+                         minutes=t.minutes)
+        self.table.set(t.state, t.action, after)
+        return Update(before, after)
+
+    def end_episode(self) -> None:
+        self.episodes += 1

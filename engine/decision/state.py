@@ -1,0 +1,143 @@
+"""What the decision layer sees of an incident, and its encoding for a tabular agent.
+
+An `Observation` is built only from what the analysis layer produced for the newest minute (stage health and
+its reasons, the stage's metrics, the incident's diagnosis) plus the loop's own history on the incident
+(attempts, last action). It never reads the twin's ground truth. The same `observe` runs in the tick and in
+training, so the agent is trained on exactly the state it gets live.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from engine.detection.incidents import classify_message
+from engine.model import (
+    STAGES,
+    ActionKind,
+    Health,
+    Incident,
+    PipelineHealth,
+    Stage,
+    StageHealth,
+    StageSample,
+)
+
+HOT_PCT = 90.0  # cpu or memory at or above this: the stage is "hot"
+QUEUE_RAISED_S = 15.0  # warehouse queue wait: raised from here (the health limit, 60 s, is "high")
+QUEUE_HIGH_S = 60.0
+ANOMALY_PREFIX = "anomalous"  # how health.assess words a stage degraded only by its anomaly alarm
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteView:
+    """Everything the analysis layer says about one pipeline in one minute."""
+
+    pipeline_id: str
+    ts: datetime
+    health: PipelineHealth | None
+    stages: tuple[StageHealth, ...]
+    metrics: Mapping[Stage, Mapping[str, float]]
+    freshness_target_minutes: float
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """The state of one open incident as the decision layer sees it."""
+
+    pipeline_id: str
+    ts: datetime
+    incident_id: int | None
+    error_type: str  # the signature now: the root stage's reason, classified; else the incident's diagnosis
+    stage: Stage | None  # the root-cause stage now (failed before degraded, then the most upstream)
+    stage_status: Health
+    confidence: float
+    hot: bool  # cpu or memory of the root stage at or above HOT_PCT
+    warehouse_queue_s: float
+    freshness_ratio: float  # freshness / target (NaN: unknown)
+    slo_healthy: bool
+    attempts: int  # actions taken on this incident, waiting excluded
+    last_action: ActionKind | None  # the last action other than waiting
+    minutes_open: int
+    steps: int = 0  # decisions taken on this incident, waiting included
+
+    @property
+    def queue_bucket(self) -> str:
+        q = self.warehouse_queue_s
+        return "q-high" if q >= QUEUE_HIGH_S else ("q-raised" if q >= QUEUE_RAISED_S else "q-normal")
+
+    @property
+    def fresh_bucket(self) -> str:
+        return "fresh" if self.freshness_ratio <= 1.0 else "stale"  # NaN compares False: stale
+
+
+def root_stage(stages: Iterable[StageHealth]) -> StageHealth | None:
+    """The suspected root cause among unhealthy stages: failed before degraded, a stage over a static limit
+    or logging warnings before one that is only statistically unusual (a slow stage makes the stages around
+    it look anomalous too), then the most upstream."""
+    bad = [h for h in stages if h.status is not Health.HEALTHY]
+    return min(bad, key=lambda h: (-h.status.rank, h.reason.startswith(ANOMALY_PREFIX), STAGES.index(h.stage)),
+               default=None)
+
+
+def observe(view: MinuteView, incident: Incident, *, attempts: int = 0, last_action: ActionKind | None = None,
+            steps: int = 0) -> Observation:
+    """The observation of `incident` in the minute `view` describes."""
+    root = root_stage(view.stages)
+    error_type = classify_message(root.reason) if root is not None else "unknown"
+    if error_type == "unknown":
+        error_type = incident.error_type
+    stage = root.stage if root is not None else incident.stage
+    m = view.metrics.get(stage, {}) if stage is not None else {}
+    hot = m.get("cpu_pct", 0.0) >= HOT_PCT or m.get("memory_pct", 0.0) >= HOT_PCT
+    queue = view.metrics.get(Stage.WAREHOUSE, {}).get("queue_wait_s", 0.0)
+    fresh = view.health.freshness_minutes / view.freshness_target_minutes if view.health else float("nan")
+    return Observation(
+        pipeline_id=view.pipeline_id, ts=view.ts, incident_id=incident.id, error_type=error_type, stage=stage,
+        stage_status=root.status if root is not None else Health.HEALTHY, confidence=incident.confidence, hot=hot,
+        warehouse_queue_s=float(queue), freshness_ratio=float(fresh),
+        slo_healthy=bool(view.health.slo_healthy) if view.health else False, attempts=attempts,
+        last_action=last_action, minutes_open=max(0, round((view.ts - incident.opened_at).total_seconds() / 60)),
+        steps=steps)
+
+
+def encode(obs: Observation) -> str:
+    """The tabular state key, e.g. ``network_failure|failing|q-normal``: the signature now, whether the root
+    stage is failing or only slow, and the warehouse queue (normal / raised / high).
+
+    Deliberately coarse: every extra feature multiplies the states a tabular agent must visit. Measured on
+    training scenarios: adding the last action or the number of attempts stalled learning (a catch-all
+    "tried twice" state mixed every situation); status, load and freshness flicker from minute to minute.
+    The root stage decides where an action lands (the catalog) and which actions are offered, not which
+    to pick, so it stays out of the key. Only failing vs slow is kept: an undiagnosed failure is not an
+    undiagnosed slowdown.
+    """
+    return "|".join((obs.error_type, "failing" if obs.stage_status is Health.FAILED else "slow", obs.queue_bucket))
+
+
+STATE_FIELDS = ("error_type", "root_stage", "warehouse_queue")
+
+
+def decode(key: str) -> dict[str, str]:
+    """A state key back into its named parts (for display)."""
+    return dict(zip(STATE_FIELDS, key.split("|"), strict=False))
+
+
+def minute_views(samples: Iterable[StageSample], stage_rows: Iterable[StageHealth],
+                 pipe_rows: Iterable[PipelineHealth], targets: Mapping[str, float]
+                 ) -> dict[tuple[str, datetime], MinuteView]:
+    """Group one batch's analysis output into a view per (pipeline, minute)."""
+    metrics: dict[tuple[str, datetime], dict[Stage, Mapping[str, float]]] = defaultdict(dict)
+    for s in samples:
+        metrics[(s.pipeline_id, s.ts)][s.stage] = s.values
+    stages: dict[tuple[str, datetime], list[StageHealth]] = defaultdict(list)
+    for h in stage_rows:
+        stages[(h.pipeline_id, h.ts)].append(h)
+    out = {}
+    for ph in pipe_rows:
+        key = (ph.pipeline_id, ph.ts)
+        out[key] = MinuteView(ph.pipeline_id, ph.ts, ph, tuple(stages.get(key, ())), metrics.get(key, {}),
+                              targets.get(ph.pipeline_id, 15.0))
+    return out

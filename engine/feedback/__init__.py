@@ -1,0 +1,1 @@
+"""Feedback: verify what actions did, turn outcomes into reward, and learn (the healer loop)."""

@@ -1,0 +1,116 @@
+"""Read models for the Agent page: the Q-table, the learning curve, recent transitions, and what the policy
+would do now for each open incident (with the Q-values of the alternatives)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.decision.policy import Choice
+from engine.decision.qlearning import QLearningPolicy
+from engine.decision.state import MinuteView, Observation, encode, observe
+from engine.execution.catalog import ACTIONS, available
+from engine.feedback import memory
+from engine.feedback.summaries import WINDOW
+from engine.model import Health, Incident, PipelineHealth, Stage, StageHealth
+from engine.store import decision_repo, repo
+from engine.store.db import Store
+
+
+@dataclass(frozen=True, slots=True)
+class OpenChoice:
+    incident: Incident
+    observation: Observation
+    state: str
+    choice: Choice
+    allowed: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentView:
+    q_table: pd.DataFrame  # states × actions (NaN: never tried)
+    visits: pd.DataFrame
+    curve: pd.DataFrame  # per window of episodes: reward and MTTR means
+    training: dict[str, Any]
+    transitions: pd.DataFrame
+    transitions_total: int
+    choices: list[OpenChoice] = field(default_factory=list)
+
+
+def q_frames(policy: QLearningPolicy) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The table as states × actions frames of values and visits (actions in catalog order)."""
+    states = sorted(policy.table.values)
+    cols = [a.value for a in ACTIONS]
+    values = pd.DataFrame(np.nan, index=states, columns=cols)
+    visits = pd.DataFrame(0, index=states, columns=cols)
+    for s, a, v, n in policy.table.items():
+        values.loc[s, a.value] = v
+        visits.loc[s, a.value] = n
+    return values, visits
+
+
+def curve_frame(training: dict[str, Any], window: int = WINDOW, horizon: float = 240.0) -> pd.DataFrame:
+    rows = training.get("curve") or []
+    if not rows:
+        return pd.DataFrame(columns=["episode", "reward", "mttr_minutes", "kind"])
+    frame = pd.DataFrame(rows)
+    frame["mttr"] = frame["mttr_minutes"].fillna(horizon)
+    frame["window"] = frame["episode"] // window
+    out = frame.groupby("window").agg(episode=("episode", "max"), reward=("reward", "mean"),
+                                      mttr_minutes=("mttr", "mean"), episodes=("episode", "count"))
+    out = out.reset_index(drop=True)
+    return out.round(2)
+
+
+def _view_of(store: Store, incident: Incident) -> MinuteView | None:
+    """The newest analysed minute of the incident's pipeline, rebuilt from the store."""
+    with store.read() as conn:
+        newest = repo.latest_health_ts(conn)
+        if newest is None:
+            return None
+        frame = repo.stage_frame(conn, newest, newest + timedelta(minutes=1), pipeline_ids=[incident.pipeline_id])
+        health = repo.pipeline_health_frame(conn, newest, newest + timedelta(minutes=1))
+        targets = {p.id: p.freshness_target_minutes for p in repo.list_pipelines(conn)}
+    health = health[health["pipeline_id"] == incident.pipeline_id]
+    if frame.empty or health.empty:
+        return None
+    stages = tuple(StageHealth(r.pipeline_id, Stage(r.stage), r.ts, Health(r.status), r.reason or "")
+                   for r in frame.itertuples(index=False))
+    metrics = {Stage(r.stage): {m: float(getattr(r, m)) for m in ("cpu_pct", "memory_pct", "queue_wait_s")
+                                if pd.notna(getattr(r, m))} for r in frame.itertuples(index=False)}
+    h = health.iloc[-1]
+    ph = PipelineHealth(incident.pipeline_id, h.ts, Health(h.status), float(h.freshness_minutes),
+                        {s.stage: s.status for s in stages}, bool(h.slo_healthy))
+    return MinuteView(incident.pipeline_id, newest, ph, stages, metrics, targets.get(incident.pipeline_id, 15.0))
+
+
+def current_choices(store: Store, policy: QLearningPolicy) -> list[OpenChoice]:
+    """What the (greedy) policy would choose now for every open incident, and the Q-value of each option."""
+    with store.read() as conn:
+        incidents = repo.open_incidents(conn)
+    greedy = QLearningPolicy(policy.table, policy.params, explore=False, learning=False)
+    out = []
+    for k, inc in enumerate(incidents):
+        view = _view_of(store, inc)
+        if view is None:
+            continue
+        obs = observe(view, inc)
+        allowed = available(obs.stage, [], 0, failing=obs.stage_status is Health.FAILED)
+        choice = greedy.choose(obs, allowed, np.random.default_rng(k))
+        out.append(OpenChoice(inc, obs, encode(obs), choice, tuple(a.value for a in allowed)))
+    return out
+
+
+def agent_view(store: Store, *, transitions: int = 50) -> AgentView:
+    policy = memory.load_policy(store, learning=False)
+    values, visits = q_frames(policy)
+    with store.read() as conn:
+        training = decision_repo.load_training(conn, memory.POLICY) or {}
+        recent = decision_repo.recent_transitions(conn, memory.POLICY, limit=transitions)
+        total = decision_repo.count_transitions(conn, memory.POLICY)
+    return AgentView(values, visits, curve_frame(training), training, recent, total,
+                     current_choices(store, policy) if len(policy.table) else [])

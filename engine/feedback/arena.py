@@ -1,0 +1,117 @@
+"""The loop in memory: the twin, the analysis layer and the healer, one minute at a time, without a store.
+
+Training and benchmarks need thousands of simulated hours; the SQL store writes far too slowly for that. The
+arena runs the same steps as the tick (`StageScorer.score` → `assess` → `update_incidents` → `Healer`) on
+each pulled minute, keeping incidents and health in memory, so the agent trains on the state it gets live.
+Only `truth` (for the oracle baseline) reads the twin's ground truth.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+import numpy as np
+
+from engine.decision.policy import Policy
+from engine.decision.state import MinuteView, minute_views
+from engine.detection.health import assess
+from engine.detection.incidents import update_incidents
+from engine.detection.stage_scores import StageScorer
+from engine.execution.executor import TwinExecutor
+from engine.feedback.changes import rebaseline
+from engine.feedback.loop import Decision, EpisodeEnd, Healer, Learned, StepResult
+from engine.feedback.reward import RewardWeights
+from engine.model import FaultKind, Incident, IncidentStatus, Stage
+from engine.sim.twin import Twin
+from engine.telemetry.simulator import SimulatorSource
+
+
+@dataclass(slots=True)
+class ArenaLog:
+    decisions: list[Decision] = field(default_factory=list)
+    learned: list[Learned] = field(default_factory=list)
+    ended: list[EpisodeEnd] = field(default_factory=list)
+
+
+class Arena:
+    """A twin with its analysis and (unless `policy` is None) a healer acting on it."""
+
+    def __init__(self, twin: Twin, policy: Policy | None, *, rng: np.random.Generator | None = None,
+                 weights: RewardWeights | None = None, scorer: StageScorer | None = None) -> None:
+        self.twin = twin
+        self.source = SimulatorSource(twin)
+        self.scorer = scorer or StageScorer(seed=twin.seed)
+        self.executor = TwinExecutor(twin, self.source.lock)
+        self.healer = None if policy is None else Healer(
+            policy, self.executor, rng=rng if rng is not None else np.random.default_rng(twin.seed),
+            weights=weights or RewardWeights(), on_capacity_change=self._capacity_changed)
+        self.pipelines = list(twin.pipelines)
+        self.targets = {p.id: p.freshness_target_minutes for p in self.pipelines}
+        self.open: dict[str, Incident] = {}
+        self.incidents: dict[int, Incident] = {}
+        self.slo: dict[str, list[bool]] = defaultdict(list)
+        self.log = ArenaLog()
+        self._next_id = 1
+        self._last: tuple[datetime, dict[str, MinuteView]] | None = None
+
+    def _capacity_changed(self, pipeline_id: str, stage: Stage) -> None:
+        rebaseline(self.scorer, pipeline_id, stage)
+
+    def truth(self, pipeline_id: str, ts: datetime) -> list[tuple[FaultKind, Stage]]:
+        """The faults active on a pipeline in the minute `ts` (ground truth: the oracle's and the bench's only)."""
+        minute = round((ts - self.twin.start).total_seconds() / 60)
+        return [(f.kind, f.stage) for f in self.twin.faults if f.pipeline == pipeline_id and f.active(minute)]
+
+    def run_until(self, minute: int) -> None:
+        while self.twin.minute < minute:
+            self.minute()
+
+    def minute(self, *, decide: bool = True) -> StepResult | None:
+        """Simulate, analyse and act on one minute (`decide=False`: account and learn only; `decide()` later)."""
+        batch = self.source.pull(self.twin.time_of(self.twin.minute + 1))
+        scored = {(s.pipeline_id, s.stage, s.ts): s for s in self.scorer.score(batch.samples)}
+        stage_rows, pipe_rows = assess(batch, self.pipelines, scores=scored)
+        changed = update_incidents(list(self.open.values()), pipe_rows, stage_rows, batch.events)
+        closed: dict[str, Incident] = {}
+        for changed_inc in changed:
+            inc = changed_inc
+            if inc.id is None:
+                inc = replace(inc, id=self._next_id)
+                self._next_id += 1
+            self.incidents[inc.id] = inc
+            if inc.status is IncidentStatus.CLOSED:
+                self.open.pop(inc.pipeline_id, None)
+                closed[inc.pipeline_id] = inc
+            else:
+                self.open[inc.pipeline_id] = inc
+        for ph in pipe_rows:
+            self.slo[ph.pipeline_id].append(ph.slo_healthy)
+        if self.healer is None:
+            return None
+        views = {pid: v for (pid, _), v in minute_views(batch.samples, stage_rows, pipe_rows, self.targets).items()}
+        self._last = (batch.start, views)
+        result = self.healer.observe(batch.start, views, self.open, closed)
+        if decide:
+            self.healer.decide(batch.start, views, self.open, result)
+        self._record(result)
+        return result
+
+    @property
+    def last_views(self) -> dict[str, MinuteView]:
+        """The analysis of the newest minute, per pipeline."""
+        return self._last[1] if self._last else {}
+
+    def decide(self) -> StepResult:
+        """Decide on the newest minute (after `minute(decide=False)`)."""
+        assert self.healer is not None and self._last is not None
+        ts, views = self._last
+        result = self.healer.decide(ts, views, self.open)
+        self._record(result)
+        return result
+
+    def _record(self, result: StepResult) -> None:
+        self.log.decisions.extend(result.decisions)
+        self.log.learned.extend(result.learned)
+        self.log.ended.extend(result.ended)

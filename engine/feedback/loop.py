@@ -1,0 +1,274 @@
+"""The healer: for each open incident choose an action, run it, verify the outcome, reward it and learn.
+
+One `Healer` serves a fleet. Each minute (or tick) the caller hands it the analysis of the newest minute
+(`MinuteView`s) and the incidents that are open or closed now; `observe` accounts the minutes, polls running
+actions, turns finished steps into transitions and learns from them; `decide` chooses and submits the next
+action for every incident that is ready. The tick and the in-memory arena call exactly this code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from engine.decision.policy import Choice, Policy, Transition, Update
+from engine.decision.state import MinuteView, Observation, encode, observe
+from engine.execution.catalog import CATALOG, ActionSpec, available
+from engine.execution.executor import ActionRequest, ExecStatus, Execution, Executor
+from engine.feedback.reward import RewardWeights, rejection_reward, step_reward
+from engine.model import EPOCH, ActionKind, Health, Incident, Stage
+
+log = logging.getLogger(__name__)
+SETTLE_MINUTES = 20  # how long past an action's completion the loop keeps watching a pipeline that is recovering
+
+
+def minute_of(ts: datetime) -> int:
+    return round((ts - EPOCH).total_seconds() / 60)
+
+
+@dataclass(slots=True)
+class _Step:
+    """An action taken and not yet judged."""
+
+    state: str
+    choice: Choice
+    execution: Execution
+    cost: float
+    verify_until: int | None = None
+    completed: int | None = None
+    hands_off: bool = False  # a human owns the incident: the step lasts until it closes
+    freshness: float | None = None  # freshness at the last check while settling
+    minutes: int = 0
+    unhealthy: int = 0
+
+
+@dataclass(slots=True)
+class _Episode:
+    """The healer's memory of one incident."""
+
+    incident_id: int | None
+    opened_at: datetime
+    attempts: int = 0
+    steps: int = 0
+    last_action: ActionKind | None = None
+    history: list[tuple[ActionKind, int]] = field(default_factory=list)
+    step: _Step | None = None
+    reward: float = 0.0
+    cost: float = 0.0
+    escalated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    pipeline_id: str
+    incident_id: int | None
+    ts: datetime
+    state: str
+    choice: Choice
+    execution: Execution
+
+
+@dataclass(frozen=True, slots=True)
+class Learned:
+    """A transition and what learning from it changed (None for baselines)."""
+
+    transition: Transition
+    update: Update | None
+    status: ExecStatus
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeEnd:
+    pipeline_id: str
+    incident_id: int | None
+    opened_at: datetime
+    closed_at: datetime | None
+    actions: int  # actions other than waiting
+    cost: float
+    reward: float
+    escalated: bool
+    recovered: bool
+
+
+@dataclass(slots=True)
+class StepResult:
+    decisions: list[Decision] = field(default_factory=list)
+    learned: list[Learned] = field(default_factory=list)
+    ended: list[EpisodeEnd] = field(default_factory=list)
+
+
+class Healer:
+    """Decision and feedback for every incident of a fleet; see the module docstring."""
+
+    def __init__(self, policy: Policy, executor: Executor, *, rng: np.random.Generator,
+                 weights: RewardWeights | None = None, catalog: Mapping[ActionKind, ActionSpec] = CATALOG,
+                 on_capacity_change: Callable[[str, Stage], None] | None = None) -> None:
+        self.policy = policy
+        self.executor = executor
+        self.rng = rng
+        self.weights = weights or RewardWeights()
+        self.catalog = catalog
+        self.on_capacity_change = on_capacity_change
+        self.episodes: dict[str, _Episode] = {}
+
+    # -- phase 1: account, verify, reward, learn ------------------------------------------------
+    def observe(self, ts: datetime, views: Mapping[str, MinuteView], open_incidents: Mapping[str, Incident],
+                closed: Mapping[str, Incident], elapsed: Mapping[str, tuple[int, int]] | None = None) -> StepResult:
+        """Account the minutes up to `ts` for every incident; learn from every step that ended.
+
+        `elapsed` gives per pipeline (minutes, SLO-unhealthy minutes) since the last call (default: one minute,
+        judged by the view of `ts`).
+        """
+        out = StepResult()
+        now = minute_of(ts)
+        for pid, inc in closed.items():
+            ep = self.episodes.pop(pid, None)
+            if ep is not None and ep.incident_id == inc.id:
+                self._account(ep, pid, views, elapsed)
+                self._finish(ep, pid, ts, inc, out)
+        for pid, inc in open_incidents.items():
+            ep = self.episodes.get(pid)
+            if ep is None or ep.incident_id != inc.id:
+                ep = self.episodes[pid] = _Episode(inc.id, inc.opened_at)
+            view = views.get(pid)
+            if ep.step is None or view is None:
+                continue
+            self._account(ep, pid, views, elapsed)
+            self._poll(ep, pid, now)
+            if ep.step.verify_until is not None and now >= ep.step.verify_until:
+                if self._improving(ep.step, view, now):
+                    ep.step.verify_until = now + 1
+                    continue
+                obs = self._observation(view, inc, ep)
+                allowed = self._allowed(obs, ep, now)
+                self._learn(ep, pid, ts, obs, allowed=allowed, recovered=False, out=out)
+        for pid in [p for p in self.episodes if p not in open_incidents]:
+            del self.episodes[pid]  # the incident vanished without a close we saw (e.g. a restart)
+        return out
+
+    # -- phase 2: choose and act ----------------------------------------------------------------
+    def decide(self, ts: datetime, views: Mapping[str, MinuteView], open_incidents: Mapping[str, Incident],
+               out: StepResult | None = None) -> StepResult:
+        """Choose and submit an action for every open incident that has no step in progress."""
+        out = out or StepResult()
+        now = minute_of(ts)
+        for pid, inc in open_incidents.items():
+            ep = self.episodes.get(pid)
+            view = views.get(pid)
+            if ep is None or ep.step is not None or view is None:
+                continue
+            obs = self._observation(view, inc, ep)
+            allowed = self._allowed(obs, ep, now)
+            choice = self.policy.choose(obs, allowed, self.rng)
+            self._act(ep, pid, ts, obs, choice=choice, out=out)
+        return out
+
+    def step(self, ts: datetime, views: Mapping[str, MinuteView], open_incidents: Mapping[str, Incident],
+             closed: Mapping[str, Incident], elapsed: Mapping[str, tuple[int, int]] | None = None) -> StepResult:
+        """`observe` then `decide`, for one minute (or one tick)."""
+        return self.decide(ts, views, open_incidents, self.observe(ts, views, open_incidents, closed, elapsed))
+
+    def candidates(self, view: MinuteView, incident: Incident) -> tuple[Observation, tuple[ActionKind, ...]]:
+        """The observation of an open incident and the actions the catalog allows for it now."""
+        ep = self.episodes.get(view.pipeline_id) or _Episode(incident.id, incident.opened_at)
+        obs = self._observation(view, incident, ep)
+        return obs, self._allowed(obs, ep, minute_of(view.ts))
+
+    def pending_decision(self, pipeline_id: str) -> bool:
+        """Whether the incident on `pipeline_id` waits for a decision (no step in progress)."""
+        ep = self.episodes.get(pipeline_id)
+        return ep is not None and ep.step is None
+
+    def reject(self, obs: Observation, action: ActionKind, allowed: tuple[ActionKind, ...] = ()) -> Learned:
+        """An operator rejected `action` for `obs`: learn a negative reward (the state does not change)."""
+        state = encode(obs)
+        t = Transition(obs.pipeline_id, obs.incident_id, obs.ts, state, action, rejection_reward(self.weights),
+                       state, False, 0, allowed)
+        return Learned(t, self.policy.learn(t), ExecStatus.REJECTED)
+
+    # -- internals --------------------------------------------------------------------------------
+    def _observation(self, view: MinuteView, inc: Incident, ep: _Episode) -> Observation:
+        return observe(view, inc, attempts=ep.attempts, last_action=ep.last_action, steps=ep.steps)
+
+    def _allowed(self, obs: Observation, ep: _Episode, now: int) -> tuple[ActionKind, ...]:
+        return available(obs.stage, ep.history, now, self.catalog, failing=obs.stage_status is Health.FAILED)
+
+    def _account(self, ep: _Episode, pid: str, views: Mapping[str, MinuteView],
+                 elapsed: Mapping[str, tuple[int, int]] | None) -> None:
+        if ep.step is None:
+            return
+        if elapsed is not None and pid in elapsed:
+            minutes, unhealthy = elapsed[pid]
+        else:
+            view = views.get(pid)
+            minutes, unhealthy = 1, int(not (view and view.health and view.health.slo_healthy))
+        ep.step.minutes += minutes
+        ep.step.unhealthy += min(unhealthy, minutes)
+
+    def _improving(self, step: _Step, view: MinuteView, now: int) -> bool:
+        """Whether to keep watching a step that worked: it succeeded, no stage is failing, and the pipeline meets
+        its SLO again or its freshness is improving (the backlog drains); at most `SETTLE_MINUTES` past
+        completion. Acting again while a fix drains would only disturb it."""
+        if step.execution.status is not ExecStatus.SUCCEEDED or step.completed is None or view.health is None:
+            return False
+        fresh, before = view.health.freshness_minutes, step.freshness
+        step.freshness = fresh
+        if now - step.completed >= SETTLE_MINUTES or any(h.status is Health.FAILED for h in view.stages):
+            return False
+        return view.health.slo_healthy or (before is not None and fresh < before)  # met, or draining
+
+    def _poll(self, ep: _Episode, pid: str, now: int) -> None:
+        step = ep.step
+        assert step is not None
+        if step.verify_until is not None or step.hands_off:
+            return
+        exe = self.executor.poll(step.execution.ref) if not step.execution.status.finished else step.execution
+        step.execution = exe
+        if exe.status.finished:
+            spec = self.catalog[exe.request.action]
+            step.completed = now
+            step.verify_until = now + spec.verify_minutes
+            if exe.status is ExecStatus.SUCCEEDED and spec.changes_capacity and self.on_capacity_change:
+                self.on_capacity_change(pid, exe.request.stage)
+
+    def _act(self, ep: _Episode, pid: str, ts: datetime, obs: Observation, *, choice: Choice, out: StepResult) -> None:
+        spec = self.catalog[choice.action]
+        request = ActionRequest(pid, choice.action, choice.stage or spec.target(obs.stage), dict(spec.params),
+                                obs.incident_id, choice.reason)
+        exe = self.executor.submit(request)
+        now = minute_of(ts)
+        ep.history.append((choice.action, now))
+        ep.steps += 1
+        if choice.action is not ActionKind.WAIT:
+            ep.attempts += 1
+            ep.last_action = choice.action
+            ep.cost += spec.cost
+        ep.escalated |= choice.action is ActionKind.ESCALATE_TO_HUMAN
+        ep.step = _Step(encode(obs), choice, exe, spec.cost, hands_off=spec.hands_off)
+        if exe.status.finished and not spec.hands_off:
+            ep.step.completed = now
+            ep.step.verify_until = now + spec.verify_minutes
+        out.decisions.append(Decision(pid, obs.incident_id, ts, ep.step.state, choice, exe))
+
+    def _learn(self, ep: _Episode, pid: str, ts: datetime, obs: Observation | None, *,
+               allowed: tuple[ActionKind, ...], recovered: bool, out: StepResult) -> None:
+        step = ep.step
+        assert step is not None
+        reward = step_reward(minutes=step.minutes, unhealthy_minutes=step.unhealthy, action_cost=step.cost,
+                             recovered=recovered, weights=self.weights)
+        t = Transition(pid, ep.incident_id, ts, step.state, step.choice.action, reward,
+                       None if obs is None else encode(obs), recovered, step.minutes, allowed)
+        out.learned.append(Learned(t, self.policy.learn(t), step.execution.status))
+        ep.reward += reward
+        ep.step = None
+
+    def _finish(self, ep: _Episode, pid: str, ts: datetime, inc: Incident, out: StepResult) -> None:
+        if ep.step is not None:
+            self._learn(ep, pid, ts, None, allowed=(), recovered=True, out=out)
+        self.policy.end_episode()
+        out.ended.append(EpisodeEnd(pid, inc.id, ep.opened_at, inc.closed_at, ep.attempts, ep.cost, ep.reward,
+                                    ep.escalated, recovered=True))

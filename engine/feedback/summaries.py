@@ -1,0 +1,48 @@
+"""Plain-text summaries of training runs and bench results, for the CLI and bench scripts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from engine.feedback.training import EpisodeRecord
+
+WINDOW = 50
+
+
+def curve(records: Sequence[EpisodeRecord], *, kind: str | None = None, window: int = WINDOW,
+          horizon: float = 240.0) -> list[dict[str, Any]]:
+    """Mean reward and MTTR per window of episodes (MTTR of an unrecovered episode counts as `horizon`);
+    with `kind`, MTTR only over that fault kind's episodes in each window."""
+    out = []
+    for lo in range(0, len(records), window):
+        chunk = records[lo:lo + window]
+        mine = [r for r in chunk if kind is None or r.kind == kind]
+        mttr = [r.mttr_minutes if r.mttr_minutes is not None else horizon for r in mine]
+        out.append({"episodes": f"{lo + 1}-{lo + len(chunk)}", "n": len(mine),
+                    "reward_mean": round(float(np.mean([r.reward for r in mine])), 1) if mine else None,
+                    "mttr_mean": round(float(np.mean(mttr)), 1) if mttr else None,
+                    "first_action": max({r.first_action for r in mine}, key=[r.first_action for r in mine].count)
+                    if mine else None})
+    return out
+
+
+def curve_lines(records: Sequence[EpisodeRecord], *, kind: str | None = None, window: int = WINDOW) -> list[str]:
+    lines = [f"{'episodes':>11} {'n':>4} {'reward':>8} {'MTTR min':>9}  most common first action"]
+    for row in curve(records, kind=kind, window=window):
+        fmt = lambda v: "-" if v is None else f"{v:g}"  # noqa: E731
+        lines.append(f"{row['episodes']:>11} {row['n']:>4} {fmt(row['reward_mean']):>8} {fmt(row['mttr_mean']):>9}  "
+                     f"{row['first_action'] or '-'}")
+    return lines
+
+
+def bench_lines(result: dict[str, Any]) -> list[str]:
+    cols = ("mttr_minutes_mean", "mttr_minutes_p95", "mttd_minutes_mean", "slo_attainment", "auto_resolved_share",
+            "actions_per_incident", "cost_per_incident", "recovered_share")
+    heads = ("MTTR", "MTTR p95", "MTTD", "SLO", "auto", "act/inc", "cost/inc", "recovered")
+    lines = [f"{'policy':<10}" + "".join(f"{h:>10}" for h in heads)]
+    for name, row in result["policies"].items():
+        lines.append(f"{name:<10}" + "".join(f"{'-' if row[c] is None else format(row[c], 'g'):>10}" for c in cols))
+    return lines

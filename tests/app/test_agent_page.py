@@ -1,0 +1,59 @@
+"""App test for the Agent page: empty store, then a trained table with an open incident and its choice."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from engine.decision.qlearning import QLearningPolicy
+from engine.feedback import memory
+from engine.feedback.training import train
+from engine.service.runtime import EmbeddedRuntime
+from engine.store import decision_repo
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENT = str(ROOT / "pages" / "agent.py")
+APP = str(ROOT / "console" / "app.py")
+
+
+def _run(path: str) -> AppTest:
+    at = AppTest.from_file(path, default_timeout=60).run()
+    assert not at.exception
+    return at
+
+
+def test_without_a_q_table_the_page_says_how_to_train(runtime: EmbeddedRuntime):
+    at = _run(AGENT)
+    assert at.title[0].value.endswith("Agent")
+    assert any("selfheal train" in i.value for i in at.info)
+    assert {m.label: m.value for m in at.metric}["Q-values learned"] == "0"
+
+
+def test_trained_table_curve_transitions_and_the_choice_for_an_open_incident(runtime: EmbeddedRuntime):
+    agent = QLearningPolicy()
+    run = train(agent, episodes=20, seed=1, batch_size=10)
+    with runtime.store.transaction() as conn:
+        memory.save_table(conn, agent.table, now=datetime.now(UTC))
+        memory.persist_learning(conn, agent.table, run.learned[-30:], source="training")
+        decision_repo.save_training(conn, memory.POLICY, run.summary(seed=1, episodes_total=agent.episodes))
+    runtime.inject_fault("orders", "transform", "schema_drift")
+    runtime.advance(5)
+    at = _run(AGENT)
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["Q-values learned"]) == len(agent.table) and metrics["Episodes trained"] == "20"
+    assert len(at.get("plotly_chart")) == 2  # heatmap and learning curve
+    expanders = [e.label for e in at.expander]
+    assert any(label.startswith("#") and "orders" in label and "→" in label for label in expanders)
+    frames = [d.value for d in at.dataframe]
+    options = next(f for f in frames if "Q" in f.columns)
+    assert {"action", "Q"} <= set(options.columns) and len(options) >= 2  # the alternatives and their values
+    recent = next(f for f in frames if "state" in f.columns)
+    assert len(recent) == min(30, len(run.learned))
+
+
+def test_the_router_lists_the_agent_page(runtime: EmbeddedRuntime):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.switch_page("../pages/agent.py")
+    at.run()
+    assert not at.exception
+    assert at.title[0].value.endswith("Agent")

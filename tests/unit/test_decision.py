@@ -1,0 +1,199 @@
+"""Decision layer: Q-update arithmetic, exploration, state encoding, the catalog's preconditions, reward shaping
+and the baselines' behaviour, on hand-made cases."""
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.decision.baselines import PAGING_DELAY_MINUTES, ManualPolicy, OraclePolicy, RulesPolicy
+from engine.decision.policy import Transition
+from engine.decision.qlearning import QLearningPolicy, QParams, QTable, q_update
+from engine.decision.state import MinuteView, Observation, encode, observe, root_stage
+from engine.execution.catalog import ACTIONS, CATALOG, available
+from engine.feedback.reward import RewardWeights, rejection_reward, step_reward
+from engine.model import ActionKind, FaultKind, Health, Incident, IncidentStatus, PipelineHealth, Stage, StageHealth
+
+T0 = datetime(2026, 1, 1, 1, 0, tzinfo=UTC)
+A = ActionKind
+
+
+def obs(error_type="schema_drift", stage=Stage.TRANSFORM, status=Health.FAILED, *, queue=3.0, attempts=0,
+        minutes_open=0, hot=False, last=None) -> Observation:
+    return Observation("orders", T0, 1, error_type, stage, status, 0.6, hot, queue, 0.5, False, attempts, last,
+                       minutes_open)
+
+
+def transition(*, state="s", action=A.REMAP_SCHEMA, reward=-10.0, next_state="s2", done=False, minutes=1,
+               allowed_next=()) -> Transition:
+    return Transition("orders", 1, T0, state, action, reward, next_state, done, minutes, allowed_next)
+
+
+# -- Q-learning arithmetic ------------------------------------------------------------------------
+def test_q_update_by_hand():
+    assert q_update(0.0, -10.0, 5.0, alpha=0.5, gamma=0.9, done=False) == pytest.approx(0.5 * (-10 + 0.9 * 5))
+    assert q_update(2.0, -10.0, 5.0, alpha=0.5, gamma=0.9, done=True) == pytest.approx(2 + 0.5 * (-10 - 2))
+    # A step that lasted three minutes is discounted three times.
+    assert q_update(0.0, -1.0, 10.0, alpha=1.0, gamma=0.9, done=False, minutes=3) == pytest.approx(-1 + 0.729 * 10)
+
+
+def test_learning_rate_is_a_running_mean_then_the_floor():
+    agent = QLearningPolicy(params=QParams(alpha=0.1, gamma=0.5))
+    agent.table.set("s2", A.WAIT, 4.0, visits=3)
+    first = agent.learn(transition(reward=-10.0, allowed_next=(A.WAIT, A.RETRY_WITH_BACKOFF)))
+    assert (first.q_before, first.q_after) == (0.0, pytest.approx(-10 + 0.5 * 4))  # α = 1 on the first visit
+    second = agent.learn(transition(reward=-20.0, allowed_next=(A.WAIT,)))
+    assert second.q_after == pytest.approx(-8 + 0.5 * (-20 + 2 + 8))  # α = 1/2 on the second
+    for _ in range(20):
+        agent.learn(transition(reward=-20.0, allowed_next=(A.WAIT,)))
+    assert agent.table.visits["s"][A.REMAP_SCHEMA] == 22
+    before = agent.table.q("s", A.REMAP_SCHEMA)
+    after = agent.learn(transition(reward=0.0, done=True, next_state=None)).q_after
+    assert after == pytest.approx(before + 0.1 * (0.0 - before))  # floor α = 0.1, no bootstrap at the end
+
+
+def test_frozen_agent_does_not_learn_and_greedy_respects_allowed_actions():
+    table = QTable()
+    table.set("schema_drift|failing|q-normal", A.REMAP_SCHEMA, -5.0)
+    table.set("schema_drift|failing|q-normal", A.SCALE_WAREHOUSE, 50.0)
+    agent = QLearningPolicy(table, explore=False, learning=False)
+    assert agent.learn(transition()) is None
+    rng = np.random.default_rng(0)
+    allowed = (A.REMAP_SCHEMA, A.WAIT)  # the catalog does not allow scaling here
+    choice = agent.choose(obs(), allowed, rng)
+    assert choice.action is A.WAIT  # untried (0) beats -5, the disallowed 50 is never considered
+    assert set(choice.q_values) == set(allowed) and not choice.explored
+
+
+def test_exploration_decays_per_episode_and_stays_within_allowed():
+    agent = QLearningPolicy(params=QParams(epsilon=1.0, epsilon_min=0.1, epsilon_decay=0.5))
+    assert agent.epsilon == 1.0
+    rng = np.random.default_rng(1)
+    picks = {agent.choose(obs(), (A.WAIT, A.ESCALATE_TO_HUMAN), rng).action for _ in range(50)}
+    assert picks == {A.WAIT, A.ESCALATE_TO_HUMAN}
+    agent.end_episode()
+    agent.end_episode()
+    assert agent.epsilon == pytest.approx(0.25)
+    for _ in range(10):
+        agent.end_episode()
+    assert agent.epsilon == 0.1
+    with pytest.raises(ValueError, match="out of range"):
+        QParams(alpha=0)
+
+
+@given(st.lists(st.tuples(st.floats(-500, 500), st.booleans(), st.integers(1, 90)), min_size=1, max_size=40))
+def test_q_values_stay_finite_and_bounded_by_the_rewards(steps):
+    agent = QLearningPolicy()
+    for reward, done, minutes in steps:
+        agent.learn(transition(state="s", next_state="s", reward=reward, done=done, minutes=minutes,
+                               allowed_next=(A.REMAP_SCHEMA,)))
+    q = agent.table.q("s", A.REMAP_SCHEMA)
+    bound = max(abs(r) for r, _, _ in steps) / (1 - agent.params.gamma)
+    assert np.isfinite(q) and abs(q) <= bound + 1e-6
+
+
+# -- state ----------------------------------------------------------------------------------------
+def test_root_stage_prefers_failing_then_real_limits_over_anomalies_then_upstream():
+    h = lambda stage, status, reason="": StageHealth("orders", stage, T0, status, reason)  # noqa: E731
+    assert root_stage([h(Stage.SOURCE, Health.DEGRADED, "cpu_pct=95 ≥ 90"),
+                       h(Stage.WAREHOUSE, Health.FAILED, "ERROR")]).stage is Stage.WAREHOUSE
+    assert root_stage([h(Stage.ORCHESTRATOR, Health.DEGRADED, "anomalous (score 1.0): throughput_rows_s z=-9"),
+                       h(Stage.TRANSFORM, Health.DEGRADED, "cpu_pct=97 ≥ 90")]).stage is Stage.TRANSFORM
+    assert root_stage([h(Stage.TRANSFORM, Health.DEGRADED, "x"), h(Stage.SOURCE, Health.DEGRADED, "y")]).stage \
+        is Stage.SOURCE
+    assert root_stage([h(Stage.SOURCE, Health.HEALTHY)]) is None
+
+
+def test_observe_and_encode_use_only_the_analysis_output():
+    stages = (StageHealth("orders", Stage.TRANSFORM, T0, Health.FAILED,
+                          "java.lang.OutOfMemoryError: GC overhead limit exceeded"),
+              StageHealth("orders", Stage.WAREHOUSE, T0, Health.DEGRADED, "anomalous (score 0.9): queue_wait_s z=+9"))
+    view = MinuteView("orders", T0, PipelineHealth("orders", T0, Health.FAILED, 20.0, {}, False), stages,
+                      {Stage.TRANSFORM: {"cpu_pct": 40.0}, Stage.WAREHOUSE: {"queue_wait_s": 35.0}}, 15.0)
+    inc = Incident(7, "orders", IncidentStatus.OPEN, T0 - timedelta(minutes=4), T0 - timedelta(minutes=4),
+                   Stage.WAREHOUSE, "unknown", 0.5, {})
+    o = observe(view, inc, attempts=1, last_action=A.SCALE_WORKERS)
+    assert (o.error_type, o.stage, o.stage_status, o.minutes_open) == ("resource_contention", Stage.TRANSFORM,
+                                                                      Health.FAILED, 4)
+    assert o.queue_bucket == "q-raised" and o.fresh_bucket == "stale" and not o.slo_healthy
+    assert encode(o) == "resource_contention|failing|q-raised"
+
+
+# -- catalog --------------------------------------------------------------------------------------
+def test_catalog_covers_every_action_and_preconditions_hold():
+    assert set(ACTIONS) == set(ActionKind) and all(CATALOG[a].kind is a for a in ACTIONS)
+    allowed = available(Stage.WAREHOUSE, [], 0, failing=False)
+    assert A.SCALE_WORKERS not in allowed  # the warehouse scales with scale_warehouse
+    assert A.RESTART_TASK not in allowed and A.REMAP_SCHEMA not in allowed  # disruptive: only on a failing stage
+    assert {A.SCALE_WAREHOUSE, A.WAIT, A.ESCALATE_TO_HUMAN} <= set(allowed)
+    assert A.RESTART_TASK in available(Stage.TRANSFORM, [], 0, failing=True)
+    cooled = available(Stage.TRANSFORM, [(A.SCALE_WORKERS, 10)], 20)
+    assert A.SCALE_WORKERS not in cooled and A.SCALE_WORKERS in available(Stage.TRANSFORM, [(A.SCALE_WORKERS, 10)], 30)
+    assert A.WAIT not in available(Stage.TRANSFORM, [(A.WAIT, 1), (A.WAIT, 3)], 5)  # no third wait in a row
+    assert A.WAIT in available(Stage.TRANSFORM, [(A.WAIT, 1), (A.RETRY_WITH_BACKOFF, 3), (A.WAIT, 5)], 7)
+    assert CATALOG[A.RESCHEDULE].target(Stage.SOURCE) is Stage.WAREHOUSE  # pipeline-wide actions land where they act
+    assert CATALOG[A.RETRY_WITH_BACKOFF].target(Stage.SOURCE) is Stage.SOURCE
+
+
+# -- reward ---------------------------------------------------------------------------------------
+def test_reward_shaping():
+    w = RewardWeights(recovery=50, minute=1, unhealthy=1, still_unhealthy=0.5, cost=1)
+    assert step_reward(minutes=5, unhealthy_minutes=5, action_cost=1.0, recovered=True, weights=w) == 50 - 10 - 1
+    assert step_reward(minutes=5, unhealthy_minutes=0, action_cost=4.0, recovered=False, weights=w) == -5 - 4 - 0.5
+    slow = step_reward(minutes=40, unhealthy_minutes=40, action_cost=8.0, recovered=True, weights=w)
+    fast = step_reward(minutes=5, unhealthy_minutes=5, action_cost=1.0, recovered=True, weights=w)
+    assert fast > slow  # the faster, cheaper recovery is worth more
+    assert rejection_reward(w) == -w.rejection < 0
+    with pytest.raises(ValueError):
+        step_reward(minutes=2, unhealthy_minutes=3, action_cost=0, recovered=False)
+
+
+# -- baselines ------------------------------------------------------------------------------------
+RNG = np.random.default_rng(0)
+EVERYTHING = tuple(ActionKind)
+
+
+@pytest.mark.parametrize(("error_type", "stage", "queue", "hot", "action"), [
+    ("schema_drift", Stage.TRANSFORM, 3.0, False, A.REMAP_SCHEMA),
+    ("cdc_stopped", Stage.SOURCE, 3.0, False, A.RESTART_CDC_TASK),
+    ("timeout", Stage.ORCHESTRATOR, 3.0, False, A.RESTART_TASK),
+    ("network_failure", Stage.WAREHOUSE, 3.0, False, A.RETRY_WITH_BACKOFF),
+    ("unknown", Stage.WAREHOUSE, 300.0, False, A.SCALE_WAREHOUSE),  # queue wait high
+    ("resource_contention", Stage.WAREHOUSE, 3.0, True, A.SCALE_WAREHOUSE),
+    ("unknown", Stage.TRANSFORM, 3.0, True, A.SCALE_WORKERS),  # CPU > 90%
+])
+def test_rules_apply_the_runbook(error_type, stage, queue, hot, action):
+    assert RulesPolicy().choose(obs(error_type, stage, queue=queue, hot=hot), EVERYTHING, RNG).action is action
+
+
+def test_rules_page_a_human_when_no_rule_matches_or_the_runbook_failed_twice():
+    rules = RulesPolicy()
+    novel = obs("unknown", Stage.SOURCE, Health.FAILED)
+    assert rules.choose(novel, EVERYTHING, RNG).action is A.WAIT
+    paged = rules.choose(obs("unknown", Stage.SOURCE, minutes_open=PAGING_DELAY_MINUTES), EVERYTHING, RNG)
+    assert paged.action is A.ESCALATE_TO_HUMAN and "no runbook rule" in paged.reason
+    tired = obs("schema_drift", attempts=2, minutes_open=PAGING_DELAY_MINUTES, last=A.REMAP_SCHEMA)
+    assert rules.choose(tired, EVERYTHING, RNG).action is A.ESCALATE_TO_HUMAN
+    cooling = rules.choose(obs("schema_drift"), (A.WAIT, A.ESCALATE_TO_HUMAN), RNG)
+    assert cooling.action is A.WAIT and "not allowed" in cooling.reason
+
+
+def test_manual_waits_out_the_paging_delay_then_hands_over():
+    manual = ManualPolicy()
+    assert manual.choose(obs(minutes_open=PAGING_DELAY_MINUTES - 1), EVERYTHING, RNG).action is A.WAIT
+    assert manual.choose(obs(minutes_open=PAGING_DELAY_MINUTES), EVERYTHING, RNG).action is A.ESCALATE_TO_HUMAN
+    assert manual.learn(transition()) is None
+
+
+def test_oracle_fixes_the_true_fault_on_its_stage():
+    truth = {"orders": [(FaultKind.WAREHOUSE_SATURATION, Stage.WAREHOUSE)]}
+    oracle = OraclePolicy(lambda pid, ts: truth.get(pid, []))
+    # The signature says contention at the transform; the oracle knows better.
+    choice = oracle.choose(obs("resource_contention", Stage.TRANSFORM, hot=True), EVERYTHING, RNG)
+    assert (choice.action, choice.stage) == (A.RESCHEDULE, Stage.WAREHOUSE)
+    truth["orders"] = [(FaultKind.CREDENTIALS_EXPIRED, Stage.SOURCE)]
+    assert oracle.choose(obs("unknown"), EVERYTHING, RNG).action is A.ESCALATE_TO_HUMAN
+    truth["orders"] = []
+    assert oracle.choose(obs(), EVERYTHING, RNG).action is A.WAIT

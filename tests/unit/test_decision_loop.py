@@ -1,0 +1,181 @@
+"""The feedback loop: act, verify, reward and learn in the twin; the store path equals the training path;
+persistence of the Q-table and transitions; determinism by seed; the new fault kinds."""
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from engine.decision.qlearning import QLearningPolicy, QTable
+from engine.detection.stage_scores import StageScorer
+from engine.errors import SelfhealError
+from engine.feedback import memory
+from engine.feedback.arena import Arena
+from engine.feedback.bench import run_policy
+from engine.feedback.changes import rebaseline
+from engine.feedback.curriculum import held_out, training_batch
+from engine.feedback.loop import Healer
+from engine.feedback.training import train
+from engine.model import ActionKind, Stage
+from engine.service.simulate import run_scenario
+from engine.sim.scenario import parse_scenario
+from engine.sim.twin import Twin
+from engine.store import decision_repo
+from engine.store.db import Store
+
+A = ActionKind
+DRIFT = {"name": "drift", "seed": 4, "duration_minutes": 150, "pipelines": [{"id": "orders"}],
+         "faults": [{"pipeline": "orders", "stage": "transform", "kind": "schema_drift", "at_minute": 70,
+                     "severity": 0.8}]}
+
+
+def _arena(data: dict, policy) -> Arena:
+    sc = parse_scenario(data)
+    arena = Arena(Twin.from_scenario(sc), policy, rng=np.random.default_rng(0))
+    arena.run_until(sc.duration_minutes)
+    return arena
+
+
+def test_the_loop_acts_verifies_and_learns_a_recovery():
+    from engine.decision.baselines import RulesPolicy
+
+    arena = _arena(DRIFT, RulesPolicy())
+    (decision, *_) = arena.log.decisions
+    assert decision.choice.action is A.REMAP_SCHEMA and decision.execution.request.stage is Stage.TRANSFORM
+    assert arena.twin.faults[0].fixed_at is not None  # the remap landed
+    last = arena.log.learned[-1].transition
+    assert last.done and last.next_state is None and last.reward > 0  # recovery outweighs time and cost
+    (end,) = arena.log.ended
+    assert end.recovered and end.actions == 1 and not end.escalated
+
+
+def test_a_learner_updates_its_table_from_the_loop():
+    agent = QLearningPolicy(explore=False)
+    arena = _arena(DRIFT, agent)
+    assert len(agent.table) >= 1
+    assert all(x.update is not None for x in arena.log.learned)
+    x = arena.log.learned[0]
+    assert agent.table.visits[x.transition.state][x.transition.action] >= 1
+
+
+def test_store_path_and_training_path_see_the_same_state_and_make_the_same_moves():
+    sc = held_out("mixed", 1, 3)[0]
+    memory_run = run_policy(sc, "rules")
+    store_run = run_scenario(sc, policy="rules")
+    assert [f["mttr_minutes"] for f in memory_run["faults"]] == [f["mttr_minutes"] for f in store_run["faults"]]
+    assert memory_run["decisions"]["by_action"] == store_run["decisions"]["by_action"]
+    assert memory_run["summary"]["slo_attainment"] == store_run["summary"]["slo_attainment"]
+
+
+def test_simulate_needs_a_trained_table_for_qlearning():
+    with pytest.raises(SelfhealError, match="selfheal train"):
+        run_scenario(parse_scenario(DRIFT), policy="qlearning")
+
+
+def test_training_is_deterministic_by_seed():
+    a, b, c = QLearningPolicy(), QLearningPolicy(), QLearningPolicy()
+    ra = train(a, episodes=12, seed=5, batch_size=6)
+    rb = train(b, episodes=12, seed=5, batch_size=6)
+    rc = train(c, episodes=12, seed=6, batch_size=6)
+    assert ra.records == rb.records and a.table.values == b.table.values
+    assert ra.records != rc.records
+    assert len(ra.records) == 12 and [r.episode for r in ra.records] == list(range(12))
+
+
+def test_training_and_held_out_scenarios_never_share_a_twin_seed():
+    rng = np.random.default_rng([0, 0x7EA1])
+    train_seeds = {training_batch(rng, 4, k)[0].seed for k in range(20)}
+    held = {sc.seed for fam in ("single", "mixed", "novel") for sc in held_out(fam, 10, 1000)}
+    assert all(s % 2 == 0 for s in train_seeds) and all(s % 2 == 1 for s in held)
+
+
+def test_rebaseline_restarts_a_stage_stream_after_a_deliberate_change():
+    scorer = StageScorer()
+    assert not rebaseline(scorer, "orders", Stage.TRANSFORM)
+    twin = Twin.from_scenario(parse_scenario(dict(DRIFT, faults=[])))
+    arena = Arena(twin, None, scorer=scorer)
+    arena.run_until(70)
+    i = scorer.streams_[("orders", Stage.TRANSFORM)]
+    assert scorer.seen_[i] == 70
+    assert rebaseline(scorer, "orders", Stage.TRANSFORM)
+    assert scorer.seen_[i] == 0 and scorer.seen_[scorer.streams_[("orders", Stage.SOURCE)]] == 70
+
+
+def test_a_rejection_is_a_negative_lesson():
+    from engine.execution.executor import TwinExecutor
+    from tests.unit.test_decision import obs
+
+    agent = QLearningPolicy()
+    healer = Healer(agent, TwinExecutor(Twin.from_scenario(parse_scenario(DRIFT))), rng=np.random.default_rng(0))
+    learned = healer.reject(obs(), A.SCALE_WORKERS, (A.SCALE_WORKERS, A.WAIT))
+    assert learned.status.value == "rejected" and learned.transition.reward < 0
+    assert agent.table.q(learned.transition.state, A.SCALE_WORKERS) < 0
+
+
+def test_q_table_and_transitions_survive_a_restart(db_url):
+    agent = QLearningPolicy(explore=False)
+    arena = _arena(DRIFT, agent)
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    store = Store.open(db_url)
+    with store.transaction() as conn:
+        assert memory.save_table(conn, agent.table, now=now) == len(agent.table)
+        memory.persist_learning(conn, agent.table, arena.log.learned, now=now, source="training")
+    store.dispose()
+    reopened = Store.open(db_url)
+    loaded = memory.load_policy(reopened)
+    assert loaded.table.values == agent.table.values  # doubles round-trip exactly
+    assert loaded.table.visits == agent.table.visits
+    with reopened.read() as conn:
+        frame = decision_repo.recent_transitions(conn, memory.POLICY, limit=100)
+        assert decision_repo.count_transitions(conn, memory.POLICY) == len(arena.log.learned)
+    assert list(frame["action"])[::-1] == [x.transition.action.value for x in arena.log.learned]
+    assert bool(frame["done"].iloc[0]) is True and frame["q_after"].notna().all()
+    # Live learning upserts only what moved.
+    agent.table.set("brand|new|state", A.WAIT, -1.5)
+    with reopened.transaction() as conn:
+        decision_repo.upsert_q_values(conn, memory.POLICY, [("brand|new|state", "wait", -1.5, 1)], now)
+    assert memory.load_policy(reopened).table.q("brand|new|state", A.WAIT) == -1.5
+    reopened.dispose()
+
+
+def test_table_rows_for_unknown_actions_are_skipped():
+    table = memory.table_from_rows([("s", "wait", 1.0, 2), ("s", "reboot_the_cloud", 9.0, 1)])
+    assert isinstance(table, QTable) and table.values == {"s": {A.WAIT: 1.0}}
+
+
+def test_credentials_expire_until_a_human_rotates_them_and_saturation_looks_like_contention():
+    cred = dict(DRIFT, faults=[{"pipeline": "orders", "stage": "source", "kind": "credentials_expired",
+                                "at_minute": 70}])
+    from engine.decision.baselines import RulesPolicy
+
+    rules = _arena(cred, RulesPolicy())
+    assert [d.choice.action for d in rules.log.decisions if d.choice.action is not A.WAIT] == [A.ESCALATE_TO_HUMAN]
+    assert all(d.state.startswith("unknown|failing") for d in rules.log.decisions)  # no runbook rule knows it
+    sat = dict(DRIFT, duration_minutes=100, faults=[{"pipeline": "orders", "stage": "warehouse",
+                                                     "kind": "warehouse_saturation", "at_minute": 70}])
+    arena = _arena(sat, RulesPolicy())
+    first = arena.log.decisions[0]
+    assert first.state.startswith("resource_contention") and first.choice.action is A.SCALE_WORKERS
+    assert arena.twin.faults[0].fixed_at is None  # scaling the transform does not relieve the warehouse
+
+
+def test_the_embedded_runtime_heals_live_and_records_what_it_did(tmp_path):
+    from sqlalchemy import select
+
+    from engine.service.runtime import EmbeddedRuntime
+    from engine.settings import load_settings
+    from engine.store.tables import AuditEntryRow
+
+    settings = load_settings(data_dir=tmp_path, fleet_size=3, backfill_minutes=70, live=False, seed=3)
+    runtime = EmbeddedRuntime(settings, policy="rules")
+    runtime.backfill()
+    runtime.inject_fault("orders", "transform", "schema_drift")
+    results = [runtime.advance(1) for _ in range(25)]
+    acted = [d for r in results for d in r.decisions]
+    assert [d.choice.action for d in acted][:1] == [A.REMAP_SCHEMA]
+    assert any(r.closed for r in results)  # healed within 25 minutes
+    with runtime.store.read() as conn:
+        kinds = [r.kind for r in conn.execute(select(AuditEntryRow.__table__.c.kind))]
+        assert decision_repo.count_transitions(conn, "rules") >= 1
+    assert "action_started" in kinds and "action_outcome" in kinds
+    runtime.stop()
