@@ -97,6 +97,21 @@ class StageScorer:
             out.extend(self._minute(ts, by_ts[ts]))
         return out
 
+    def rebaseline(self, pipeline_id: str, stage: Stage) -> bool:
+        """Restart one stream's baseline after a deliberate change (e.g. twice the workers).
+
+        Flagged minutes never teach the baseline, so a permanent, intended change would otherwise stay
+        "anomalous" forever. The stream warms up again like a new one: scores are 0 for `warmup` minutes
+        while the baseline learns the new level. False when the stream has not been seen yet.
+        """
+        i = self.streams_.get((pipeline_id, stage))
+        if i is None:
+            return False
+        self.seen_[i] = 0
+        self.streak_[i] = 0
+        self.elevated_.pop(i, None)
+        return True
+
     # -- one minute -------------------------------------------------------------------------------
     def _minute(self, ts: datetime, samples: list[StageSample]) -> list[StageScore]:
         idx = np.array([self._stream(s.pipeline_id, s.stage) for s in samples])

@@ -20,7 +20,6 @@ from engine.detection.health import assess
 from engine.detection.incidents import update_incidents
 from engine.detection.stage_scores import StageScorer
 from engine.execution.executor import TwinExecutor
-from engine.feedback.changes import rebaseline
 from engine.feedback.loop import Decision, EpisodeEnd, Healer, Learned, StepResult
 from engine.feedback.reward import RewardWeights
 from engine.model import FaultKind, Incident, IncidentStatus, Stage
@@ -57,7 +56,7 @@ class Arena:
         self._last: tuple[datetime, dict[str, MinuteView]] | None = None
 
     def _capacity_changed(self, pipeline_id: str, stage: Stage) -> None:
-        rebaseline(self.scorer, pipeline_id, stage)
+        self.scorer.rebaseline(pipeline_id, stage)
 
     def truth(self, pipeline_id: str, ts: datetime) -> list[tuple[FaultKind, Stage]]:
         """The faults active on a pipeline in the minute `ts` (ground truth: the oracle's and the bench's only)."""

@@ -21,7 +21,6 @@ from engine.errors import SelfhealError
 from engine.execution.executor import TwinExecutor
 from engine.feedback import memory
 from engine.feedback.bench import make_policy
-from engine.feedback.changes import rebaseline
 from engine.feedback.loop import Healer
 from engine.model import METRICS, FaultKind, PipelineSpec, Stage, StageSample, floor_minute
 from engine.service.audit import record
@@ -104,7 +103,7 @@ class EmbeddedRuntime:
         chosen = make_policy(policy, _NoTruth, agent)
         return Healer(chosen, TwinExecutor(self.twin, self.source.lock),
                       rng=np.random.default_rng([self.settings.seed, 5]),
-                      on_capacity_change=lambda pid, stage: rebaseline(self.scorer, pid, stage))
+                      on_capacity_change=self.scorer.rebaseline)
 
     def _warm_scorer(self, newest: datetime) -> None:
         """Rebuild the scorer's baselines from the stored recent past, so a restart does not go blind."""

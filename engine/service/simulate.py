@@ -18,7 +18,6 @@ from engine.detection.stage_scores import StageScorer
 from engine.errors import SelfhealError
 from engine.execution.executor import TwinExecutor
 from engine.feedback.bench import make_policy
-from engine.feedback.changes import rebaseline
 from engine.feedback.evaluate import decision_summary
 from engine.feedback.loop import Healer
 from engine.model import Incident
@@ -84,7 +83,7 @@ def _healer(policy: str, twin: Twin, source: SimulatorSource, scorer: StageScore
     """The decision loop for a simulate run: the named policy acting on the twin."""
     chosen = make_policy(policy, lambda: _Truth(twin), agent)  # the oracle reads the twin's truth
     return Healer(chosen, TwinExecutor(twin, source.lock), rng=np.random.default_rng([0, seed]),
-                  on_capacity_change=lambda pid, stage: rebaseline(scorer, pid, stage))
+                  on_capacity_change=scorer.rebaseline)
 
 
 class _Truth:

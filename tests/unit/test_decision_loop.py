@@ -12,7 +12,6 @@ from engine.errors import SelfhealError
 from engine.feedback import memory
 from engine.feedback.arena import Arena
 from engine.feedback.bench import run_policy
-from engine.feedback.changes import rebaseline
 from engine.feedback.curriculum import held_out, training_batch
 from engine.feedback.loop import Healer
 from engine.feedback.training import train
@@ -91,13 +90,13 @@ def test_training_and_held_out_scenarios_never_share_a_twin_seed():
 
 def test_rebaseline_restarts_a_stage_stream_after_a_deliberate_change():
     scorer = StageScorer()
-    assert not rebaseline(scorer, "orders", Stage.TRANSFORM)
+    assert not scorer.rebaseline("orders", Stage.TRANSFORM)
     twin = Twin.from_scenario(parse_scenario(dict(DRIFT, faults=[])))
     arena = Arena(twin, None, scorer=scorer)
     arena.run_until(70)
     i = scorer.streams_[("orders", Stage.TRANSFORM)]
     assert scorer.seen_[i] == 70
-    assert rebaseline(scorer, "orders", Stage.TRANSFORM)
+    assert scorer.rebaseline("orders", Stage.TRANSFORM)
     assert scorer.seen_[i] == 0 and scorer.seen_[scorer.streams_[("orders", Stage.SOURCE)]] == 70
 
 
