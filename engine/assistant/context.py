@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from engine.assistant.entities import Catalog, Target
 from engine.assistant.window import Window, window_from_phrase
-from engine.store import assistant_repo, repo
+from engine.store import repo
 from engine.store.db import Store
 
 
@@ -46,7 +46,7 @@ class ToolContext:
         """(oldest, newest) minute of telemetry in the store; None when it is empty."""
         if not self._span_read:
             with self.store.read() as conn:
-                self._span = assistant_repo.data_span(conn)
+                self._span = repo.health_span(conn)
             self._span_read = True
         return self._span
 

@@ -99,8 +99,7 @@ class SloReport:
 def data_range(store: Store) -> tuple[datetime, datetime] | None:
     """First and last minute with health data, or None for an empty store."""
     with store.read() as conn:
-        lo, hi = repo.earliest_health_ts(conn), repo.latest_health_ts(conn)
-    return None if lo is None or hi is None else (lo, hi)
+        return repo.health_span(conn)
 
 
 def slo_report(store: Store, start: datetime, end: datetime, target: float) -> SloReport:

@@ -18,13 +18,6 @@ from engine.model import METRICS, Incident, IncidentStatus, Stage
 from engine.store.tables import EventRow, IncidentRow, PipelineHealthRow, ProposalRow, StageMinuteRow
 
 
-def data_span(conn: Connection) -> tuple[datetime, datetime] | None:
-    """(oldest, newest) minute with computed health, or None for an empty store."""
-    t = PipelineHealthRow.__table__
-    row = conn.execute(select(func.min(t.c.ts), func.max(t.c.ts))).one()
-    return None if row[1] is None else (row[0], row[1])
-
-
 def error_totals(conn: Connection, start: datetime, end: datetime, *, pipeline_ids: Sequence[str] | None = None,
                  stages: Sequence[Stage] | None = None) -> pd.DataFrame:
     """Per (pipeline, stage) in [start, end): sum of the error_count metric and the number of minutes."""

@@ -115,6 +115,13 @@ def latest_health_ts(conn: Connection) -> datetime | None:
     return conn.scalar(select(func.max(PipelineHealthRow.__table__.c.ts)))
 
 
+def health_span(conn: Connection) -> tuple[datetime, datetime] | None:
+    """(oldest, newest) minute with computed health, or None for an empty store."""
+    t = PipelineHealthRow.__table__
+    row = conn.execute(select(func.min(t.c.ts), func.max(t.c.ts))).one()
+    return None if row[1] is None else (row[0], row[1])
+
+
 def earliest_health_ts(conn: Connection) -> datetime | None:
     return conn.scalar(select(func.min(PipelineHealthRow.__table__.c.ts)))
 
