@@ -16,12 +16,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from engine.cli_users import app as users_app
 from engine.errors import SelfhealError
 
 app = typer.Typer(help="selfheal: an operations console for self-healing data pipelines.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
 err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
