@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     live: bool = Field(default=True, description="run the embedded twin in a background thread")
     slo_target: float = Field(default=0.99, gt=0, le=1, description="SLO attainment target")
     refresh_seconds: float = Field(default=2.0, ge=0.5, le=600, description="console live refresh period")
+    require_sign_in: bool = Field(default=False,
+                                  description="refuse open mode: with no users configured the console signs no one in")
 
     @cached_property
     def store_url(self) -> str:
