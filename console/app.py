@@ -10,6 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from console.auth import signed_in_principal
 from console.services import redacted_url, runtime_or_stop
 from engine.service.runtime import EmbeddedRuntime
 from engine.settings import Settings
@@ -19,6 +20,7 @@ PAGES = Path(__file__).resolve().parent.parent / "pages"
 st.set_page_config(page_title="selfheal", page_icon=":material/healing:", layout="wide")
 
 settings, runtime = runtime_or_stop()
+signed_in_principal(settings)  # stops here with the sign-in screen until someone is signed in
 
 
 @st.fragment(run_every=settings.refresh_seconds)
