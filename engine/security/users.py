@@ -90,9 +90,12 @@ def _password_bytes(password: str) -> bytes:
     return data
 
 
-def hash_password(password: str, *, rounds: int = BCRYPT_ROUNDS) -> str:
-    """A bcrypt hash of `password` (salted; `rounds` is the log2 cost). ConfigError for an empty or too long one."""
-    return bcrypt.hashpw(_password_bytes(password), bcrypt.gensalt(rounds)).decode("ascii")
+def hash_password(password: str, *, rounds: int | None = None) -> str:
+    """A salted bcrypt hash of `password`; `rounds` is the log2 cost (default BCRYPT_ROUNDS).
+
+    ConfigError for an empty password or one longer than bcrypt's 72 bytes.
+    """
+    return bcrypt.hashpw(_password_bytes(password), bcrypt.gensalt(rounds or BCRYPT_ROUNDS)).decode("ascii")
 
 
 def verify_password(password: str, password_hash: str) -> bool:
