@@ -148,11 +148,11 @@ def _open_mode(settings: Settings | None) -> Principal:
     if settings.require_sign_in:
         st.error("Sign-in is required (SELFHEAL_REQUIRE_SIGN_IN) but no users are configured.", icon=":material/lock:")
         st.info(f"Add one with `{ADD_USER_HINT}` (or configure OIDC under [auth] in .streamlit/secrets.toml), "
-                "then reload the page.", icon=":material/lightbulb:")
+                "then restart the console.", icon=":material/lightbulb:")
         st.stop()
     with st.sidebar:
         st.warning(f"Open mode: no users are configured, so everyone is the admin **local**. Add users with "
-                   f"`{ADD_USER_HINT}`, then reload.", icon=":material/lock_open:")
+                   f"`{ADD_USER_HINT}`, then restart the console.", icon=":material/lock_open:")
     return OPEN_MODE
 
 

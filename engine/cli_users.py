@@ -46,11 +46,14 @@ def add(
     replace: Annotated[bool, typer.Option(help="Set a new password and role for an existing user.")] = False,
 ) -> None:
     """Add a user (asks for the password twice, hidden). The file gets mode 0600; other keys are kept."""
+    existed = secrets.exists()
     try:
         user = add_user(secrets, name, role, _read_password(password_stdin), replace=replace)
     except SelfhealError as e:
         raise _fail(e) from e
     out.print(f"{'updated' if replace else 'added'} {user.name} ({user.role.value}) in {secrets}", highlight=False)
+    if not existed:  # Streamlit watches only secrets files that existed when it started
+        out.print("restart a running console so that it reads the new file", highlight=False)
 
 
 @app.command("list")

@@ -86,3 +86,11 @@ def test_a_broken_file_is_reported(tmp_path: Path) -> None:
     path.write_text("[selfheal\n", encoding="utf-8")
     result = users_cmd("list", "--secrets", str(path))
     assert result.exit_code == 2 and "not valid TOML" in result.output
+
+
+def test_creating_the_file_says_a_running_console_needs_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / ".streamlit" / "secrets.toml"
+    first = users_cmd("add", "alice", "--secrets", str(path), "--password-stdin", stdin="pw\n")
+    assert first.exit_code == 0 and "restart" in first.output
+    second = users_cmd("add", "bob", "--secrets", str(path), "--password-stdin", stdin="pw\n")
+    assert second.exit_code == 0 and "restart" not in second.output
