@@ -23,3 +23,23 @@ class UnknownPipelineError(SelfhealError):
 
 class UnknownActionError(SelfhealError):
     """An action name that the catalog does not have."""
+
+
+class PermissionDenied(SelfhealError):  # noqa: N818 (reads as what happened)
+    """The signed-in principal's role does not allow the operation (enforced in the engine, not only the UI)."""
+
+
+class NotFoundError(SelfhealError):
+    """A proposal, run or other record that does not exist."""
+
+
+class ConflictError(SelfhealError):
+    """The record changed under the caller: e.g. a proposal someone else already approved, rejected or expired."""
+
+
+class PolicyError(ConfigError):
+    """A policy file is invalid; the message names the file and the offending field."""
+
+
+class ActionParamsError(SelfhealError):
+    """An action's parameters are unknown for it or out of bounds."""

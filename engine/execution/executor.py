@@ -23,7 +23,9 @@ class ExecStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # the action ran and did not work (or could not start)
-    REJECTED = "rejected"  # an operator or the policy said no: it never ran
+    REJECTED = "rejected"  # an operator said no: it never ran
+    CANCELLED = "cancelled"  # nobody decided in time (expired) or it was withdrawn: it never ran
+    TIMED_OUT = "timed_out"  # it did not finish before its deadline
 
     @property
     def finished(self) -> bool:
@@ -40,6 +42,8 @@ class ActionRequest:
     params: dict[str, Any] = field(default_factory=dict)
     incident_id: int | None = None
     reason: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)  # why (state, Q-values, diagnosis): for approvers
+    confidence: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,16 +60,32 @@ class Execution:
 
 @runtime_checkable
 class Executor(Protocol):
-    """Carries actions out. `submit` never blocks on the action's completion; `poll` reports progress."""
+    """Carries actions out. `submit` never blocks on the action's completion; `poll` reports progress.
+
+    With an idempotency `key`, submitting the same key again returns the first submission instead of acting
+    twice (the way a cloud API honours a client token); the key then is the execution's ref.
+    """
 
     name: str
 
-    def submit(self, request: ActionRequest) -> Execution:
+    def submit(self, request: ActionRequest, key: str | None = None) -> Execution:
         """Start the action now; a refused or impossible action comes back FAILED/REJECTED, not raised."""
         ...
 
     def poll(self, ref: str) -> Execution:
         """The current state of a submitted action."""
+        ...
+
+
+@runtime_checkable
+class Reconcilable(Protocol):
+    """An executor that can say whether a key was ever submitted (a worker taking over a dead worker's run
+    asks before submitting) and cancel what has not started."""
+
+    def lookup(self, key: str) -> Execution | None:
+        ...
+
+    def cancel(self, key: str) -> bool:
         ...
 
 
@@ -85,10 +105,12 @@ class TwinExecutor:
         self.lock = lock or threading.RLock()
         self._runs: dict[str, tuple[ActionRequest, int | None, datetime]] = {}
 
-    def submit(self, request: ActionRequest) -> Execution:
+    def submit(self, request: ActionRequest, key: str | None = None) -> Execution:
         with self.lock:
+            if key is not None and key in self._runs:
+                return self.poll(key)
             now = self.twin.now
-            ref = f"twin-{len(self._runs) + 1}"
+            ref = key or f"twin-{len(self._runs) + 1}"
             if request.action is ActionKind.WAIT:
                 self._runs[ref] = (request, None, now)
                 return Execution(ref, request, ExecStatus.SUCCEEDED, now, now, "waited")
@@ -100,6 +122,13 @@ class TwinExecutor:
                 return Execution(ref, request, ExecStatus.FAILED, now, now, str(e))
             self._runs[ref] = (request, run.id, now)
             return Execution(ref, request, ExecStatus.RUNNING, now)
+
+    def lookup(self, key: str) -> Execution | None:
+        with self.lock:
+            return self.poll(key) if key in self._runs else None
+
+    def cancel(self, key: str) -> bool:
+        return False  # twin actions start at once: nothing waits to be cancelled
 
     def poll(self, ref: str) -> Execution:
         with self.lock:

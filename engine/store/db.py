@@ -35,6 +35,13 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+    dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below), not pysqlite
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # A write transaction takes SQLite's write lock up front (BEGIN IMMEDIATE): writers queue on busy_timeout
+    # instead of failing with "database is locked" when a read snapshot cannot be upgraded. Reads stay deferred.
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("selfheal_write") else "BEGIN")
 
 
 def make_engine(url: str) -> Engine:
@@ -49,6 +56,7 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
                                    **({"poolclass": StaticPool} if memory else {}))
             event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin)
             return engine
         return create_engine(url, pool_pre_ping=True)
     except (SQLAlchemyError, ValueError, ImportError) as e:
@@ -105,8 +113,10 @@ class Store:
     def transaction(self) -> Iterator[Connection]:
         """One transaction: committed when the block ends, rolled back (and re-raised as StoreError) on error."""
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            with self.engine.connect() as conn:
+                conn.execution_options(selfheal_write=True)
+                with conn.begin():
+                    yield conn
         except SQLAlchemyError as e:
             raise StoreError(f"store write failed: {e}") from e
 

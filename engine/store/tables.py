@@ -122,6 +122,9 @@ class ProposalRow(Base):
     decided_by: Mapped[str | None] = mapped_column(String(120))
     decided_at: Mapped[datetime | None]
     reason: Mapped[str | None] = mapped_column(Text)
+    policy_rule: Mapped[str | None] = mapped_column(String(120))  # the policy rule that auto-approved it
+    updated_at: Mapped[datetime | None]
+    __table_args__ = (Index("ix_proposals_pipeline_status", "pipeline_id", "status"),)
 
 
 class ActionRunRow(Base):
@@ -140,6 +143,12 @@ class ActionRunRow(Base):
     finished_at: Mapped[datetime | None]
     deadline: Mapped[datetime | None]
     result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    incident_id: Mapped[int | None] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # how many workers took it (reconciliation adds one)
+    lease_expires_at: Mapped[datetime | None]  # the owning worker's hold; past it, another worker reconciles
+    lease_epoch: Mapped[int | None] = mapped_column(Integer)  # the pipeline lease's fencing token when taken
+    executor: Mapped[str | None] = mapped_column(String(40))
+    __table_args__ = (Index("ix_action_runs_pipeline_status", "pipeline_id", "status"),)
 
 
 class AuditEntryRow(Base):
@@ -192,3 +201,36 @@ class TransitionRow(Base):
     q_after: Mapped[float | None] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(20))  # "training" or "live"
     __table_args__ = (Index("ix_transitions_policy_id", "policy", "id"),)
+
+
+class PipelineLeaseRow(Base):
+    """Which worker handles a pipeline's actions now. `epoch` grows with every change of hands (a fencing token)."""
+
+    __tablename__ = "pipeline_leases"
+    pipeline_id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    worker: Mapped[str] = mapped_column(String(120))
+    acquired_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    epoch: Mapped[int] = mapped_column(Integer)
+
+
+class SimCommandRow(Base):
+    """The staging twin's inbox: actions sent to the simulated fleet, keyed by the run's idempotency key.
+
+    The twin's host applies each command once and reports its outcome here, the way a cloud API honours a
+    client token: sending the same key twice changes nothing.
+    """
+
+    __tablename__ = "sim_commands"
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    pipeline_id: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(40))
+    stage: Mapped[str | None] = mapped_column(String(20))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), index=True)  # pending | running | succeeded | failed | cancelled
+    submitted_at: Mapped[datetime]
+    submitted_by: Mapped[str] = mapped_column(String(120))
+    applied_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    twin_action: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(Text, default="")
