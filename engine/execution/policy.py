@@ -19,6 +19,7 @@ never a silent fallback.
 from __future__ import annotations
 
 import fnmatch
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from engine.errors import PolicyError
 from engine.execution.catalog import CATALOG, Risk
 from engine.model import ActionKind
+from engine.security.roles import Permission, Principal, require
+from engine.service.audit import record
+from engine.store.db import Store
 
 RISK_ORDER = {Risk.LOW: 0, Risk.MEDIUM: 1, Risk.HIGH: 2}
 
@@ -93,7 +97,7 @@ class Policy(BaseModel):
 
 
 DEFAULT_POLICY = Policy(auto=(AutoRule(name="low-risk fixes", actions=tuple(
-    k for k, spec in CATALOG.items() if spec.risk is Risk.LOW and k not in (ActionKind.ESCALATE_TO_HUMAN,))),))
+    k for k, spec in CATALOG.items() if spec.risk is Risk.LOW and k is not ActionKind.WAIT)),))
 NO_AUTO = Policy()  # every proposal waits for a human
 
 
@@ -166,3 +170,22 @@ def dump(policy: Policy) -> str:
 
 def _q(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def save(store: Store, actor: Principal, path: Path, text: str) -> Policy:
+    """An admin replaces the policy file with `text`: validated first (nothing changes on an error), written
+    atomically, audited with the old and new text. Returns the new policy."""
+    require(actor, Permission.CHANGE_POLICY)
+    policy = parse(text, source="the new policy")
+    old = path.read_text(encoding="utf-8") if path.exists() else dump(DEFAULT_POLICY)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise PolicyError(f"{path}: cannot write: {e}") from e
+    record(store, actor=actor.label, kind="policy_changed", subject=f"policy:{path.name}",
+           detail={"path": str(path), "before": old, "after": text})
+    return policy

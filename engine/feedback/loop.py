@@ -24,6 +24,7 @@ from engine.model import EPOCH, ActionKind, Health, Incident, Stage
 
 log = logging.getLogger(__name__)
 SETTLE_MINUTES = 20  # how long past an action's completion the loop keeps watching a pipeline that is recovering
+EXPLORING_CONFIDENCE = 0.3  # an exploratory choice is never more confident than this (policies read it)
 
 
 def minute_of(ts: datetime) -> int:
@@ -139,6 +140,9 @@ class Healer:
                 continue
             self._account(ep, pid, views, elapsed)
             self._poll(ep, pid, now)
+            if ep.step.execution.status in (ExecStatus.REJECTED, ExecStatus.CANCELLED):
+                self._declined(ep, pid, ts, out)
+                continue
             if ep.step.verify_until is not None and now >= ep.step.verify_until:
                 if self._improving(ep.step, view, now):
                     ep.step.verify_until = now + 1
@@ -228,6 +232,8 @@ class Healer:
             return
         exe = self.executor.poll(step.execution.ref) if not step.execution.status.finished else step.execution
         step.execution = exe
+        if exe.status in (ExecStatus.REJECTED, ExecStatus.CANCELLED):
+            return  # it never ran: nothing to verify (observe handles it)
         if exe.status.finished:
             spec = self.catalog[exe.request.action]
             step.completed = now
@@ -238,7 +244,8 @@ class Healer:
     def _act(self, ep: _Episode, pid: str, ts: datetime, obs: Observation, *, choice: Choice, out: StepResult) -> None:
         spec = self.catalog[choice.action]
         request = ActionRequest(pid, choice.action, choice.stage or spec.target(obs.stage), dict(spec.params),
-                                obs.incident_id, choice.reason)
+                                obs.incident_id, choice.reason, self._evidence(obs, choice, ts),
+                                min(obs.confidence, EXPLORING_CONFIDENCE) if choice.explored else obs.confidence)
         exe = self.executor.submit(request)
         now = minute_of(ts)
         ep.history.append((choice.action, now))
@@ -253,6 +260,28 @@ class Healer:
             ep.step.completed = now
             ep.step.verify_until = now + spec.verify_minutes
         out.decisions.append(Decision(pid, obs.incident_id, ts, ep.step.state, choice, exe))
+
+    def _evidence(self, obs: Observation, choice: Choice, ts: datetime) -> dict:
+        """Why the loop wants this action, for whoever approves it."""
+        if choice.action is ActionKind.WAIT:
+            return {}
+        return {"policy": self.policy.name, "state": encode(obs), "explored": choice.explored,
+                "q_values": {a.value: round(float(q), 3) for a, q in choice.q_values.items()},
+                "diagnosis": {"error_type": obs.error_type, "stage": obs.stage.value if obs.stage else None,
+                              "status": obs.stage_status.value, "confidence": round(obs.confidence, 3)},
+                "attempts": obs.attempts, "minutes_open": obs.minutes_open, "sim_time": ts.isoformat()}
+
+    def _declined(self, ep: _Episode, pid: str, ts: datetime, out: StepResult) -> None:
+        """The proposal never ran: an operator's rejection is a penalty learned for (state, action); an expired
+        one teaches nothing. Either way the loop decides again (the action's cooldown still applies)."""
+        step = ep.step
+        assert step is not None
+        if step.execution.status is ExecStatus.REJECTED:
+            t = Transition(pid, ep.incident_id, ts, step.state, step.choice.action, rejection_reward(self.weights),
+                           step.state, False, step.minutes, ())
+            out.learned.append(Learned(t, self.policy.learn(t), ExecStatus.REJECTED))
+            ep.reward += t.reward
+        ep.step = None
 
     def _learn(self, ep: _Episode, pid: str, ts: datetime, obs: Observation | None, *,
                allowed: tuple[ActionKind, ...], recovered: bool, out: StepResult) -> None:
