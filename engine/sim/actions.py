@@ -27,9 +27,11 @@ TIMING: dict[ActionKind, tuple[int, int, float]] = {
 }
 
 # Which fault kinds an action removes when it succeeds (on the stage it targets, or pipeline-wide).
-# Scaling and retries also relieve their faults through the physics (capacity, retry attempts); listing
-# them here ends the fault once the action lands, so the stage's telemetry settles back to normal
-# instead of staying at the fault's level for as long as the cause would have lasted.
+# Scaling also relieves its faults through the physics (capacity); listing it here ends the fault once the
+# action lands, so the stage's telemetry settles back to normal instead of staying at the fault's level for
+# as long as the cause would have lasted. Retry with backoff is not listed: it cannot end a flapping link,
+# it attaches a retry policy to the task and the twin plays every run's attempts against the outages
+# (`faults._network_failure`), so how well it protects depends on its base, factor, cap and attempts.
 FIXES: dict[ActionKind, frozenset[FaultKind]] = {
     ActionKind.RESTART_TASK: frozenset({FaultKind.TIMEOUT}),
     ActionKind.REMAP_SCHEMA: frozenset({FaultKind.SCHEMA_DRIFT}),
@@ -37,7 +39,6 @@ FIXES: dict[ActionKind, frozenset[FaultKind]] = {
     ActionKind.SCALE_WORKERS: frozenset({FaultKind.RESOURCE_CONTENTION}),
     ActionKind.SCALE_WAREHOUSE: frozenset({FaultKind.WAREHOUSE_OVERLOAD, FaultKind.WAREHOUSE_SATURATION,
                                            FaultKind.RESOURCE_CONTENTION}),
-    ActionKind.RETRY_WITH_BACKOFF: frozenset({FaultKind.NETWORK_FAILURE}),
     ActionKind.RELOAD_TABLES: frozenset({FaultKind.CDC_STOPPED}),
     ActionKind.RESTART_CDC_TASK: frozenset({FaultKind.CDC_STOPPED}),
     ActionKind.ESCALATE_TO_HUMAN: frozenset(FaultKind),
@@ -60,13 +61,43 @@ MAX_SCALE = 8.0
 RETRY_POLICY_MINUTES = 360
 
 
+MAX_RETRY_ATTEMPTS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retry with exponential backoff and full jitter (AWS's "full jitter"): after the k-th failed attempt
+    (k = 0, 1, …) the task waits uniform(0, min(cap_s, base_s · factor^k)) seconds, at most `max_attempts`
+    attempts in all (the first one included)."""
+
+    base_s: float = RETRY_DEFAULTS["base_s"]
+    factor: float = RETRY_DEFAULTS["factor"]
+    cap_s: float = RETRY_DEFAULTS["cap_s"]
+    max_attempts: int = int(RETRY_DEFAULTS["max_attempts"])
+
+    def __post_init__(self) -> None:
+        if not (self.base_s > 0 and self.factor >= 1 and self.cap_s > 0
+                and 1 <= self.max_attempts <= MAX_RETRY_ATTEMPTS):
+            raise ValueError("retry_with_backoff: need base_s > 0, factor >= 1, cap_s > 0 and "
+                             f"1 <= max_attempts <= {MAX_RETRY_ATTEMPTS}")
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> RetryPolicy:
+        p = {**RETRY_DEFAULTS, **params}
+        return cls(float(p["base_s"]), float(p["factor"]), float(p["cap_s"]), int(p["max_attempts"]))
+
+    def ceiling(self, k: int) -> float:
+        """The longest wait after the k-th failed attempt (the jitter draws below it)."""
+        return min(self.cap_s, self.base_s * self.factor ** k)
+
+    def window_s(self) -> float:
+        """The longest the policy can keep a run retrying: the sum of its capped delays."""
+        return sum(self.ceiling(k) for k in range(self.max_attempts))
+
+
 def retry_window_minutes(params: dict[str, Any]) -> int:
     """How long a retry-with-backoff policy keeps retrying: the sum of its capped backoff delays."""
-    p = {**RETRY_DEFAULTS, **params}
-    if not (p["base_s"] > 0 and p["factor"] >= 1 and p["cap_s"] > 0 and 1 <= int(p["max_attempts"]) <= 20):
-        raise ValueError("retry_with_backoff: need base_s > 0, factor >= 1, cap_s > 0 and 1 <= max_attempts <= 20")
-    total = sum(min(p["cap_s"], p["base_s"] * p["factor"] ** k) for k in range(int(p["max_attempts"])))
-    return max(1, round(total / 60))
+    return max(1, round(RetryPolicy.from_params(params).window_s() / 60))
 
 
 @dataclass(slots=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.model import STAGES, EventKind, FaultKind, Stage
+from engine.sim.actions import MAX_RETRY_ATTEMPTS, RetryPolicy
 
 # Kinds whose damage stays until the right action is taken (DESIGN: "a drifted schema stays drifted").
 PERSISTENT = frozenset({FaultKind.SCHEMA_DRIFT, FaultKind.CDC_STOPPED, FaultKind.TIMEOUT,
@@ -58,7 +59,8 @@ class Effects:
     hung_minutes: np.ndarray
     oom_guard: np.ndarray  # back pressure on: no out-of-memory failures
     scale: np.ndarray  # current capacity multiple per stage (scaling actions)
-    retry_attempts: np.ndarray  # attempts of the retry-with-backoff policy on the stage (0: none)
+    retry: dict[tuple[int, int], RetryPolicy]  # (pipeline, stage) → the retry policy in force there
+    wait_s: np.ndarray  # seconds runs spent waiting between connection attempts (slows the stage)
     events: list[tuple[int, Stage, EventKind, str, str]] = field(default_factory=list)
 
 
@@ -114,29 +116,71 @@ def _resource_contention(fault: Fault, minute: int, fx: Effects, load: np.ndarra
         ev.append((i, fault.stage, EventKind.RUN_FAILED, "error", _OOM_MESSAGES[fault.stage].format(p=p)))
 
 
+# A flapping link: a run's first connection finds the link down with probability 0.3 + 0.4·severity (a run
+# opens many connections, so it meets an outage more often than one attempt does), and an outage lasts an
+# exponential number of seconds whose mean grows with severity. An attempt that comes back while the outage
+# that failed the previous attempt still lasts fails again with IN_OUTAGE_FAIL; one that comes back after it
+# meets the link at a random moment and finds it down with its down-time share, 0.1 + 0.2·severity.
+OUTAGE_MEAN_S = (3.0, 12.0)  # mean outage length at severity 0, and the extra at severity 1
+IN_OUTAGE_FAIL = 0.95
+RUN_PERIOD_S = 60.0  # runs start every minute: a run that waits W seconds takes (60 + W) / 60 as long
+
+
+def outage_mean_s(severity: float) -> float:
+    return OUTAGE_MEAN_S[0] + OUTAGE_MEAN_S[1] * severity
+
+
+def play_attempts(policy: RetryPolicy | None, p_first: float, p_fresh: float, mean_outage_s: float,
+                  u: np.ndarray) -> tuple[bool, int, float]:
+    """One run's connection attempts against a flapping link: (succeeded, failed attempts, seconds waited).
+
+    `u` is a [3, MAX_RETRY_ATTEMPTS] array of uniform draws (fail, outage length, jitter per attempt), drawn
+    whatever the policy so that changing a policy never shifts the twin's random streams. Without a policy
+    the run makes one attempt. Waits use full jitter: uniform(0, min(cap, base · factor^k)).
+    """
+    attempts = policy.max_attempts if policy is not None else 1
+    t, outage_end, waited = 0.0, -1.0, 0.0
+    for k in range(attempts):
+        if k:
+            wait = float(u[2, k]) * policy.ceiling(k - 1)  # type: ignore[union-attr]
+            t += wait
+            waited += wait
+        p_fail = p_first if k == 0 else (IN_OUTAGE_FAIL if t < outage_end else p_fresh)
+        if u[0, k] >= p_fail:
+            return True, k, waited
+        if t >= outage_end:  # a new outage starts now
+            outage_end = t - mean_outage_s * np.log1p(-float(u[1, k]))
+    return False, attempts, waited
+
+
 def _network_failure(fault: Fault, minute: int, fx: Effects, load: np.ndarray, rng: np.random.Generator) -> None:
     i, s, sev, ev = fault.index, STAGES.index(fault.stage), fault.severity, fx.events
-    p_fail = 0.3 + 0.4 * sev  # chance that one connection attempt hits the link while it is down
-    retries = 1 + int(3 * sev)
-    fx.errors[i, s] += retries
-    attempts = int(fx.retry_attempts[i, s])
-    if attempts:
-        # A retry policy absorbs the flap: a run fails only when every attempt hits a down link,
-        # and the backoff waits slow the stage down.
-        fx.cap_mult[i, s] *= 0.8
-        if rng.random() < p_fail**attempts:
-            fx.up[i, s] = 0.0
-            ev.append((i, fault.stage, EventKind.RUN_FAILED, "error",
-                       f"{_NETWORK_MESSAGES[fault.stage]} (all {attempts} retry attempts exhausted)"))
-        else:
+    u = rng.random((3, MAX_RETRY_ATTEMPTS))
+    policy = fx.retry.get((i, s))
+    ok, failed, waited = play_attempts(policy, 0.3 + 0.4 * sev, 0.1 + 0.2 * sev, outage_mean_s(sev), u)
+    if policy is None:
+        # The task's own connection retries (a few, back to back) give no real protection.
+        retries = 1 + int(3 * sev)
+        fx.errors[i, s] += retries
+        if ok:
             ev.append((i, fault.stage, EventKind.LOG, "warning",
-                       f"connection errors absorbed by retries: {retries} attempts with exponential backoff"))
-    elif rng.random() < p_fail:
+                       f"transient connection errors: {retries} retries before success (connection reset by peer)"))
+        else:
+            fx.up[i, s] = 0.0
+            ev.append((i, fault.stage, EventKind.RUN_FAILED, "error", _NETWORK_MESSAGES[fault.stage]))
+        return
+    # The waiting between attempts slows the stage: a run that waited W seconds took (60 + W) / 60 as long.
+    fx.wait_s[i, s] += waited
+    fx.cap_mult[i, s] *= RUN_PERIOD_S / (RUN_PERIOD_S + waited)
+    if not ok:
         fx.up[i, s] = 0.0
-        ev.append((i, fault.stage, EventKind.RUN_FAILED, "error", _NETWORK_MESSAGES[fault.stage]))
-    else:
-        ev.append((i, fault.stage, EventKind.LOG, "warning",
-                   f"transient connection errors: {retries} retries before success (connection reset by peer)"))
+        fx.errors[i, s] += failed
+        ev.append((i, fault.stage, EventKind.RUN_FAILED, "error",
+                   f"{_NETWORK_MESSAGES[fault.stage]} (all {failed} retry attempts exhausted after {waited:.0f} s)"))
+    elif failed:
+        ev.append((i, fault.stage, EventKind.LOG, "info",
+                   f"run succeeded after {failed} failed connection attempts; waited {waited:.1f} s "
+                   "(exponential backoff with jitter)"))
 
 
 def _timeout(fault: Fault, minute: int, fx: Effects, load: np.ndarray, rng: np.random.Generator) -> None:

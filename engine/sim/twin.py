@@ -33,10 +33,10 @@ from engine.sim.actions import (
     FIXES,
     MAX_SCALE,
     PIPELINE_WIDE,
-    RETRY_DEFAULTS,
     RETRY_POLICY_MINUTES,
     TIMING,
     PendingAction,
+    RetryPolicy,
     retry_window_minutes,
 )
 from engine.sim.faults import Effects, Fault
@@ -56,6 +56,15 @@ STAGE_METRICS: dict[str, tuple[int, ...]] = {
     "queue_wait_s": (ORCH, WAREHOUSE),
     "freshness_s": (WAREHOUSE,),
 }
+# Adaptive back pressure, in minutes of the pipeline's nominal load. Each minute a throttled pipeline's admitted
+# share of capacity moves by BP_STEP: down (to `min_utilisation`) while more than BP_TIGHTEN_MIN is queued
+# downstream; up (to `max_utilisation`) while downstream keeps up but the source holds rows back; and once
+# everything held, at the source and downstream, stays under BP_CALM_MIN for BP_CALM_MINUTES, up past
+# `max_utilisation` until the throttle would admit the whole capacity and releases itself.
+BP_TIGHTEN_MIN = 2.0
+BP_CALM_MIN = 1.0
+BP_CALM_MINUTES = 3
+BP_STEP = 0.1
 
 
 class ActionParamError(SelfhealError):
@@ -96,8 +105,10 @@ class Twin:
         self.backlog = np.zeros(n)  # rows admitted but not yet in the warehouse
         self.src_backlog = np.zeros(n)  # rows held at the source (stopped CDC, back pressure)
         self.admit_fraction = np.full(n, np.inf)  # back pressure: admit at most this share of capacity
-        self.retry_until = np.full((n, S), -1)
-        self.retry_attempts = np.zeros((n, S), dtype=int)
+        self.admit_floor = np.full(n, 0.1)  # the adaptive throttle's bounds while lag is high
+        self.admit_ceiling = np.full(n, 1.0)
+        self.calm_minutes = np.zeros(n, dtype=int)  # minutes in a row a throttled pipeline held little
+        self.retry: dict[tuple[int, int], tuple[RetryPolicy, int]] = {}  # (pipeline, stage) → (policy, until)
         self.restart_until = np.full((n, S), -1)
         self.util = np.zeros((n, S))
         self.load_ratio = np.zeros((n, S))  # new arrivals / capacity, last minute (no catch-up backlog)
@@ -168,13 +179,12 @@ class Twin:
         s = STAGES.index(target)
         if action is ActionKind.RESTART_TASK:
             self.restart_until[i, s] = run.completes
-        elif action is ActionKind.RETRY_WITH_BACKOFF:
-            # The policy stays attached to the task for its next runs (RETRY_POLICY_MINUTES).
-            self.retry_until[i, s] = self.minute + max(RETRY_POLICY_MINUTES, retry_window_minutes(params))
-            self.retry_attempts[i, s] = int({**RETRY_DEFAULTS, **params}["max_attempts"])
         elif action is ActionKind.APPLY_BACK_PRESSURE:
             fraction = float(params.get("max_utilisation", 0.8))
             self.admit_fraction[i] = np.inf if params.get("release") else fraction
+            self.admit_floor[i] = float(params.get("min_utilisation", max(0.1, fraction / 2)))
+            self.admit_ceiling[i] = fraction
+            self.calm_minutes[i] = 0
         self._pending_events.append(Event(pipeline, target, self.now, EventKind.ACTION,
                                           f"{action.value} started (action #{run.id})"))
         return run
@@ -193,6 +203,10 @@ class Twin:
 
     def _land(self, run: PendingAction, minute: int) -> None:
         i, s = run.index, STAGES.index(run.stage)
+        if run.action is ActionKind.RETRY_WITH_BACKOFF:
+            # The policy stays attached to the task for its next runs (RETRY_POLICY_MINUTES).
+            until = minute + max(RETRY_POLICY_MINUTES, retry_window_minutes(run.params))
+            self.retry[(i, s)] = (RetryPolicy.from_params(run.params), until)
         if run.action is ActionKind.SCALE_WORKERS or run.action is ActionKind.SCALE_WAREHOUSE:
             if "workers" in run.params:
                 self.scale[i, s] = float(run.params["workers"]) / BASE_WORKERS[s]
@@ -228,7 +242,8 @@ class Twin:
                      cpu_add=np.zeros((n, S)), mem_add=np.zeros((n, S)), errors=np.zeros((n, S)),
                      queue_add=np.zeros((n, S)), hung_minutes=np.zeros((n, S)),
                      oom_guard=np.isfinite(self.admit_fraction), scale=self.scale,
-                     retry_attempts=np.where(self.retry_until >= m, self.retry_attempts, 0))
+                     retry={key: policy for key, (policy, until) in self.retry.items() if until >= m},
+                     wait_s=np.zeros((n, S)))
         for f in self.faults:
             if f.active(m):
                 fault_physics.apply(f, m, fx, self.load_ratio, self._fault_rng)
@@ -259,6 +274,7 @@ class Twin:
         self.util = np.minimum(flow / cap_nominal, 1.5)
         self.load_ratio = np.minimum(offered[:, None] / cap_nominal, 1.5)
         saturated = self.util >= 0.95
+        self._adapt_back_pressure(m, nominal)
 
         metrics = self._metrics(fx, eps, nominal=nominal, cap_nominal=cap_nominal, admitted=admitted,
                                 processed=processed, saturated=saturated)
@@ -278,7 +294,8 @@ class Twin:
         mem = np.where(hung, 35.0 + eps[1], 25.0 + 45.0 * util + 2.0 * eps[1] + fx.mem_add)
         queue_time = np.where(saturated, self.backlog[:, None] / cap_nominal * 60.0, 0.0)
         latency = self.base_latency * (1.0 + 6.0 * np.maximum(0.0, util - 0.75)) * np.exp(0.05 * eps[2])
-        latency = np.where(hung, self.base_latency + fx.hung_minutes * 60.0, latency + queue_time)
+        # Rows that arrive while a run waits between connection attempts wait half of it on average.
+        latency = np.where(hung, self.base_latency + fx.hung_minutes * 60.0, latency + queue_time + fx.wait_s / 2)
         thr = np.repeat((processed / 60.0)[:, None], S, axis=1)
         thr[:, SOURCE] = admitted / 60.0
         thr = thr * fx.up
@@ -304,6 +321,35 @@ class Twin:
             "freshness_s": np.maximum(fresh, 0.0),
         }
 
+    def _adapt_back_pressure(self, m: int, nominal: np.ndarray) -> None:
+        """Move every throttle one step (see BP_STEP): tighter while rows queue downstream, looser while
+        downstream keeps up, and past its ceiling to a release (with an event) once little is held for a while."""
+        for i in np.flatnonzero(np.isfinite(self.admit_fraction)):
+            queued, held = self.backlog[i] / nominal[i], (self.backlog[i] + self.src_backlog[i]) / nominal[i]
+            share, pid = float(self.admit_fraction[i]), self.pipelines[i].id
+            if queued > BP_TIGHTEN_MIN:
+                self.calm_minutes[i] = 0
+                tighter = max(float(self.admit_floor[i]), share - BP_STEP)
+                if tighter < share - 1e-9:
+                    self.admit_fraction[i] = tighter
+                    self._pending_events.append(Event(
+                        pid, Stage.SOURCE, self.time_of(m), EventKind.ACTION,
+                        f"back pressure tightened: admitting {tighter:.0%} of capacity ({queued:.1f} min queued)"))
+                continue
+            self.calm_minutes[i] = self.calm_minutes[i] + 1 if held < BP_CALM_MIN else 0
+            if self.calm_minutes[i] < BP_CALM_MINUTES:
+                if queued < BP_CALM_MIN:  # downstream keeps up: admit more of what the source holds, up to the cap
+                    self.admit_fraction[i] = max(share, min(float(self.admit_ceiling[i]), share + BP_STEP))
+                continue
+            if share + BP_STEP < 1.0 - 1e-9:
+                self.admit_fraction[i] = share + BP_STEP
+                continue
+            self.admit_fraction[i] = np.inf
+            self.calm_minutes[i] = 0
+            self._pending_events.append(Event(
+                pid, Stage.SOURCE, self.time_of(m), EventKind.ACTION,
+                f"back pressure released: under {BP_CALM_MIN:g} min of data held for {BP_CALM_MINUTES}+ min"))
+
     def _periodic_events(self, m: int, events: list[Event], fx: Effects) -> None:
         # A DAG run every 15 minutes, logged as succeeded when the whole chain is up.
         if m % 15:
@@ -321,8 +367,15 @@ def _check_params(action: ActionKind, params: dict[str, Any]) -> None:
             raise ActionParamError(f"{action.value}: workers must be within 1..64, got {params['workers']}")
         if "factor" in params and not 0.1 <= float(params["factor"]) <= MAX_SCALE:
             raise ActionParamError(f"{action.value}: factor must be within 0.1..{MAX_SCALE}, got {params['factor']}")
-    if action is ActionKind.APPLY_BACK_PRESSURE and not 0.1 <= float(params.get("max_utilisation", 0.8)) <= 1.0:
-        raise ActionParamError("apply_back_pressure: max_utilisation must be within 0.1..1.0")
+    if action is ActionKind.APPLY_BACK_PRESSURE:
+        unknown = set(params) - {"max_utilisation", "min_utilisation", "release"}
+        if unknown:
+            raise ActionParamError(f"apply_back_pressure: unknown parameter(s) {sorted(unknown)}")
+        top = float(params.get("max_utilisation", 0.8))
+        if not 0.1 <= top <= 1.0:
+            raise ActionParamError("apply_back_pressure: max_utilisation must be within 0.1..1.0")
+        if not 0.1 <= float(params.get("min_utilisation", max(0.1, top / 2))) <= top:
+            raise ActionParamError("apply_back_pressure: min_utilisation must be within 0.1..max_utilisation")
     if action is ActionKind.RETRY_WITH_BACKOFF:
         unknown = set(params) - {"base_s", "factor", "cap_s", "max_attempts"}
         if unknown:

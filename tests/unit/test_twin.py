@@ -6,7 +6,8 @@ import pytest
 from engine.detection.health import assess
 from engine.errors import UnknownActionError, UnknownPipelineError
 from engine.model import ActionKind, EventKind, FaultKind, Health, Stage
-from engine.sim.actions import retry_window_minutes
+from engine.sim.actions import MAX_RETRY_ATTEMPTS, RetryPolicy, retry_window_minutes
+from engine.sim.faults import play_attempts
 from engine.sim.fleet import fleet_pipelines
 from engine.sim.scenario import PipelineConfig
 from engine.sim.twin import ActionParamError, Twin
@@ -195,3 +196,111 @@ def test_the_twin_hides_its_faults_from_telemetry():
     assert "schema_drift" not in text and "FaultKind" not in text
     assert all(set(s.values) <= {"cpu_pct", "memory_pct", "latency_s", "throughput_rows_s", "error_count",
                                  "workers", "cdc_lag_s", "queue_wait_s", "freshness_s"} for s in batch.samples)
+
+
+# -- retry with backoff and jitter, adaptive back pressure (issue 5) -----------------------------------------------
+def _network_run(seed, params, *, minutes=120):
+    """Network flap on the warehouse; a retry policy (params, or None) lands before the flap starts.
+    Returns the minutes of telemetry while the flap lasts."""
+    twin = _twin(seed=seed, stage="warehouse", kind="network_failure", duration=minutes, severity=0.9)
+    if params is not None:
+        run = twin.apply_action("orders", "retry_with_backoff", stage="warehouse", params=params)
+        assert run.completes < FAULT_AT and run.succeeds
+    twin.run_until(FAULT_AT)
+    return twin.run_until(FAULT_AT + minutes)
+
+
+def _failed_runs(tel):
+    return sum(e.kind is EventKind.RUN_FAILED and e.pipeline_id == "orders" for m in tel for e in m.events)
+
+
+def test_play_attempts_waits_with_full_jitter_under_the_capped_schedule():
+    policy = RetryPolicy(base_s=10, factor=2, cap_s=15, max_attempts=4)
+    u = np.zeros((3, MAX_RETRY_ATTEMPTS))
+    u[1] = 0.999999  # every outage very long: every attempt fails inside it
+    u[2] = [0.0, 0.5, 0.25, 1.0] + [0.0] * (MAX_RETRY_ATTEMPTS - 4)
+    ok, failed, waited = play_attempts(policy, 1.0, 0.0, 30.0, u)
+    # Waits after attempts 0, 1, 2: 0.5 × min(15, 10), 0.25 × min(15, 20), 1.0 × min(15, 40).
+    assert (ok, failed) == (False, 4)
+    assert waited == pytest.approx(5.0 + 3.75 + 15.0)
+    # An outage that is over when the second attempt comes back: that attempt meets a fresh link and succeeds.
+    u[1] = 0.0
+    assert play_attempts(policy, 1.0, 0.0, 30.0, u) == (True, 1, 5.0)
+    # No policy: one attempt only.
+    assert play_attempts(None, 1.0, 0.0, 30.0, u) == (False, 1, 0.0)
+
+
+def test_a_sane_retry_policy_absorbs_a_flap_that_a_tight_one_does_not():
+    counts = {name: [_failed_runs(_network_run(seed, params)) for seed in range(8)]
+              for name, params in (("none", None), ("tight", {"base_s": 1, "cap_s": 1}), ("sane", {}))}
+    none, tight, sane = (sum(counts[k]) for k in ("none", "tight", "sane"))
+    assert sane < 0.1 * tight  # the default schedule (30 s base, ×2, 300 s cap, 6 attempts) waits past outages
+    assert 0.5 * none < tight < none  # back-to-back retries land in the same outage: little protection
+    assert all(s <= t for s, t in zip(counts["sane"], counts["tight"], strict=True))
+
+
+def _absorbed_waits(tel):
+    return [float(e.message.split("waited ")[1].split(" s")[0]) for m in tel for e in m.events
+            if e.pipeline_id == "orders" and "failed connection attempts" in e.message]
+
+
+def test_jitter_is_deterministic_per_seed_and_changes_with_the_seed():
+    a, b, c = (_absorbed_waits(_network_run(seed, {}, minutes=60)) for seed in (3, 3, 4))
+    assert a == b and len(a) >= 10
+    assert a != c
+    # Full jitter: a wait after the first failure is anywhere in [0, 30 s), not always the same 30 s.
+    assert min(a) < 30 and len(set(a)) == len(a)
+
+
+def test_waiting_between_attempts_slows_the_stage_in_proportion():
+    def latency(params):
+        tel = _network_run(5, params, minutes=60)
+        return np.mean([m.metrics["latency_s"][0, 3] for m in tel])
+
+    calm = np.mean([m.metrics["latency_s"][0, 3] for m in _twin(seed=5).run_until(FAULT_AT + 60)[FAULT_AT:]])
+    sane, slow = latency({}), latency({"base_s": 240, "factor": 1, "cap_s": 240})
+    assert calm < sane < slow
+    assert slow > 3 * sane  # 240-second waits after every failure cost far more than 15-second ones
+
+
+def test_a_retry_action_that_fails_attaches_no_policy():
+    twin = _twin(seed=2)
+    run = twin.apply_action("orders", "retry_with_backoff", stage="warehouse")
+    run.succeeds = False
+    twin.run_until(run.completes + 1)
+    assert twin.retry == {}
+
+
+def test_adaptive_back_pressure_holds_while_the_surge_lasts_then_steps_up_and_releases_itself():
+    surge = dict(stage="transform", kind="resource_contention", duration=40)
+    free, throttled = _twin(**surge), _twin(**surge)
+    free.run_until(FAULT_AT + 5)
+    throttled.run_until(FAULT_AT + 5)
+    throttled.apply_action("orders", "apply_back_pressure", params={"max_utilisation": 0.8})
+    t_free, t_thr = free.run_until(FAULT_AT + 40), throttled.run_until(FAULT_AT + 40)
+    source = lambda tel: np.array([m.metrics["throughput_rows_s"][0, 0] for m in tel])  # noqa: E731
+    assert source(t_thr).sum() < 0.7 * source(t_free).sum()  # throttled while the surge lasts
+    assert np.isfinite(throttled.admit_fraction[0])
+    # The surge ends at FAULT_AT + 40: the held rows drain, the throttle loosens in steps and lets go.
+    after_free, after_thr = free.run_until(FAULT_AT + 120), throttled.run_until(FAULT_AT + 120)
+    events = [e for m in after_thr for e in m.events if e.pipeline_id == "orders"]
+    released = [e for e in events if e.message.startswith("back pressure released")]
+    assert len(released) == 1 and not np.isfinite(throttled.admit_fraction[0])
+    at = next(k for k, m in enumerate(after_thr) if released[0] in m.events)
+    assert source(after_thr)[:at].sum() > source(after_free)[:at].sum()  # draining what it held back
+    # Once released and drained, the pipeline runs exactly as if it had never been throttled.
+    np.testing.assert_allclose(source(after_thr)[-20:], source(after_free)[-20:])
+
+
+def test_back_pressure_tightens_to_its_floor_while_rows_pile_up_downstream():
+    twin = _twin(stage="transform", kind="timeout")  # the transform stops: rows queue behind it
+    twin.run_until(FAULT_AT + 3)
+    twin.apply_action("orders", "apply_back_pressure", params={"max_utilisation": 0.9, "min_utilisation": 0.4})
+    tel = twin.run_until(FAULT_AT + 30)
+    tightened = [e for m in tel for e in m.events if e.message.startswith("back pressure tightened")]
+    assert len(tightened) == 5  # 0.9 → 0.4 in steps of 0.1
+    assert twin.admit_fraction[0] == pytest.approx(0.4)
+    with pytest.raises(ActionParamError, match="min_utilisation"):
+        twin.apply_action("orders", "apply_back_pressure", params={"max_utilisation": 0.5, "min_utilisation": 0.6})
+    with pytest.raises(ActionParamError, match="unknown parameter"):
+        twin.apply_action("orders", "apply_back_pressure", params={"rate": 3})
