@@ -30,9 +30,24 @@ class Settings(BaseSettings):
     require_sign_in: bool = Field(default=False,
                                   description="refuse open mode: with no users configured the console signs no one in")
 
+    agent_policy: str = Field(default="auto", pattern="^(auto|qlearning|rules|manual|none)$",
+                              description="the live decision policy: auto (qlearning once trained, else rules), "
+                                          "qlearning, rules, manual or none (detection only)")
+    policy_file: Path | None = Field(default=None, description="execution policy (TOML); default data_dir/policy.toml,"
+                                                                " the built-in low-risk policy while it does not exist")
+    embedded_worker: bool = Field(default=True, description="execute approved actions inside the console/agent "
+                                                            "process (false: only `selfheal worker` processes do)")
+    worker_lease_seconds: float = Field(default=30.0, gt=0, le=3600, description="how long a worker's hold on a "
+                                        "pipeline and its run lasts without renewal")
+    run_timeout_seconds: float = Field(default=900.0, gt=0, le=86400, description="an action run's deadline")
+
     @cached_property
     def store_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir.expanduser() / 'selfheal.db'}"
+
+    @cached_property
+    def policy_path(self) -> Path:
+        return (self.policy_file or self.data_dir / "policy.toml").expanduser()
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -7,6 +7,7 @@ the foreground. Time is simulated: `sim_speed` simulated minutes pass per real s
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,11 +19,17 @@ import pandas as pd
 
 from engine.detection.stage_scores import StageScorer
 from engine.errors import SelfhealError
-from engine.execution.executor import TwinExecutor
+from engine.execution import policy as policy_mod
+from engine.execution.gateway import ProposalGateway
+from engine.execution.queue import expire_due
+from engine.execution.twin_inbox import InboxExecutor, TwinHost
+from engine.execution.worker import Worker, WorkerStep
 from engine.feedback import memory
 from engine.feedback.bench import make_policy
 from engine.feedback.loop import Healer
 from engine.model import METRICS, FaultKind, PipelineSpec, Stage, StageSample, floor_minute
+from engine.security.roles import Permission, Principal, require
+from engine.security.roles import agent as agent_principal
 from engine.service.audit import record
 from engine.service.tick import TickResult, register, tick
 from engine.settings import Settings
@@ -62,7 +69,8 @@ class SimClock:
 class EmbeddedRuntime:
     """Owns the live twin and ticks it into the store. Safe to call from several threads."""
 
-    def __init__(self, settings: Settings, store: Store | None = None, *, policy: str = "none") -> None:
+    def __init__(self, settings: Settings, store: Store | None = None, *, policy: str | None = None,
+                 worker: bool | None = None) -> None:
         self.settings = settings
         self.store = store or Store.open(settings.store_url)
         with self.store.read() as conn:
@@ -78,7 +86,15 @@ class EmbeddedRuntime:
         register(self.store, self.source)
         if newest is not None:
             self._warm_scorer(newest)
-        self.healer = self._make_healer(policy)
+        self.host = TwinHost(self.store, self.twin, self.source.lock)
+        self._policy_cache: tuple[float | None, policy_mod.Policy] | None = None
+        self.policy_name = self._resolve_policy(policy or settings.agent_policy)
+        self.healer = self._make_healer(self.policy_name)
+        run_worker = settings.embedded_worker if worker is None else worker
+        self.worker = Worker(self.store, InboxExecutor(self.store, "embedded"), f"embedded:{os.getpid()}",
+                             lease_seconds=settings.worker_lease_seconds,
+                             run_timeout_seconds=settings.run_timeout_seconds) if run_worker else None
+        self.last_worker_step: WorkerStep | None = None
         self._backfill_until = start + timedelta(minutes=settings.backfill_minutes if newest is None else 0)
         self._clock: SimClock | None = None
         self._stop = threading.Event()
@@ -89,11 +105,18 @@ class EmbeddedRuntime:
         self._last_error: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
+    def _resolve_policy(self, policy: str) -> str:
+        """"auto": the learned policy once a Q-table was trained into this store, else the runbook."""
+        if policy != "auto":
+            return policy
+        return "qlearning" if memory.load_policy(self.store).table.values else "rules"
+
     def _make_healer(self, policy: str) -> Healer | None:
-        """The decision loop acting on the staging twin ("none": detection only, as before).
+        """The decision loop on the staging twin ("none": detection only). Its actions become proposals: the
+        execution policy auto-approves what it allows, the rest waits on the Approvals page.
 
         The learned policy starts from the store's Q-table and keeps learning live; it explores a little
-        (ε at its floor), which is confined to this twin.
+        (ε at its floor), which is confined to this twin and to what the execution policy lets through.
         """
         if policy == "none":
             return None
@@ -101,9 +124,30 @@ class EmbeddedRuntime:
         if agent is not None:
             agent.episodes = max(agent.episodes, 10_000)  # ε at its floor: exploration stays small on live data
         chosen = make_policy(policy, _NoTruth, agent)
-        return Healer(chosen, TwinExecutor(self.twin, self.source.lock),
+        return Healer(chosen, ProposalGateway(self.execution_policy, agent_principal(policy)),
                       rng=np.random.default_rng([self.settings.seed, 5]),
                       on_capacity_change=self.scorer.rebaseline)
+
+    def execution_policy(self) -> policy_mod.Policy:
+        """The policy file's current content (re-read when it changes; the default while it does not exist).
+
+        An invalid file keeps the last good policy in force and logs why (a broken edit must not open the gates);
+        `selfheal policy check` and the Approvals page refuse to save an invalid one in the first place.
+        """
+        path = self.settings.policy_path
+        try:
+            mtime = path.stat().st_mtime if path.exists() else None
+        except OSError:
+            mtime = None
+        if self._policy_cache is not None and self._policy_cache[0] == mtime:
+            return self._policy_cache[1]
+        try:
+            current = policy_mod.load(path)
+        except SelfhealError as e:
+            log.error("keeping the previous execution policy: %s", e)
+            current = self._policy_cache[1] if self._policy_cache else policy_mod.NO_AUTO
+        self._policy_cache = (mtime, current)
+        return current
 
     def _warm_scorer(self, newest: datetime) -> None:
         """Rebuild the scorer's baselines from the stored recent past, so a restart does not go blind."""
@@ -156,7 +200,12 @@ class EmbeddedRuntime:
     def advance_to(self, until: datetime) -> TickResult:
         """Run one tick up to `until` (simulated time)."""
         t0 = time.perf_counter()
+        with self.store.transaction() as conn:
+            self.host.pump(conn)  # approved actions reach the twin before it simulates on
+            expire_due(conn)
         result = tick(self.store, self.source, until, self.scorer, self.healer)
+        if self.worker is not None:
+            self.last_worker_step = self.worker.step()
         self._ticks += 1
         self._last_seconds = time.perf_counter() - t0
         self._last_error = None
@@ -167,8 +216,12 @@ class EmbeddedRuntime:
         return self.advance_to(self.twin.now + timedelta(minutes=minutes))
 
     def inject_fault(self, pipeline: str, stage: Stage | str, kind: FaultKind | str, *, severity: float = 0.8,
-                     duration_minutes: int = 60, actor: str = "operator") -> Fault:
-        """Start a fault in the staging twin with the next simulated minute; audited."""
+                     duration_minutes: int = 60, actor: Principal | str = "operator") -> Fault:
+        """Start a fault in the staging twin with the next simulated minute; audited. A principal needs the
+        inject permission (operators and admins)."""
+        if isinstance(actor, Principal):
+            require(actor, Permission.INJECT)
+            actor = actor.label
         with self.source.lock:
             fault = self.twin.inject_fault(pipeline, stage, kind, severity=severity,
                                            duration_minutes=duration_minutes)

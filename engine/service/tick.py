@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 
 from engine.decision.state import minute_views
 from engine.detection import health as health_mod
@@ -19,10 +20,10 @@ from engine.detection.incidents import update_incidents
 from engine.detection.stage_scores import StageScore, StageScorer
 from engine.feedback import memory
 from engine.feedback.loop import Decision, Healer, Learned
-from engine.model import Incident, IncidentStatus, PipelineHealth, StageHealth, TelemetryBatch
+from engine.model import ActionKind, Incident, IncidentStatus, PipelineHealth, StageHealth, TelemetryBatch
+from engine.service import audit
 from engine.store import decision_repo, repo
 from engine.store.db import Store
-from engine.store.tables import AuditEntryRow
 from engine.telemetry.source import TelemetrySource
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,9 @@ def _heal(conn: Connection, healer: Healer, source: TelemetrySource, batch: Tele
         minutes, unhealthy = elapsed.get(h.pipeline_id, (0, 0))
         elapsed[h.pipeline_id] = (minutes + 1, unhealthy + (not h.slo_healthy))
     open_now = {i.pipeline_id: i for i in repo.open_incidents(conn)}
-    result = healer.step(last, views, open_now, {i.pipeline_id: i for i in closed}, elapsed)
+    bind = getattr(healer.executor, "bound", None)  # a proposal gateway writes in this tick's transaction
+    with bind(conn) if bind is not None else nullcontext():
+        result = healer.step(last, views, open_now, {i.pipeline_id: i for i in closed}, elapsed)
     policy = healer.policy.name
     table = getattr(healer.policy, "table", None)
     if table is not None and getattr(healer.policy, "learning", False):
@@ -110,22 +113,20 @@ def _heal(conn: Connection, healer: Healer, source: TelemetrySource, batch: Tele
         decision_repo.insert_transitions(conn, memory.records_of(result.learned, policy=policy))
     for d in result.decisions:
         req = d.execution.request
-        audit_insert(conn, actor=f"agent:{policy}", kind="action_started", subject=f"pipeline:{d.pipeline_id}",
-                     at=last, detail={"incident_id": d.incident_id, "action": req.action.value,
-                                      "stage": req.stage.value, "params": req.params, "state": d.state,
-                                      "reason": d.choice.reason, "execution": d.execution.ref,
-                                      "status": d.execution.status.value})
+        if req.action is ActionKind.WAIT:
+            continue
+        audit.append(conn, actor=f"agent:{policy}", kind="agent_decision", subject=f"pipeline:{d.pipeline_id}",
+                     detail={"incident_id": d.incident_id, "action": req.action.value, "stage": req.stage.value,
+                             "params": req.params, "state": d.state, "reason": d.choice.reason,
+                             "execution": d.execution.ref, "status": d.execution.status.value,
+                             "sim_time": last.isoformat()})
     for x in result.learned:
         t = x.transition
-        audit_insert(conn, actor=f"agent:{policy}", kind="action_outcome", subject=f"pipeline:{t.pipeline_id}",
-                     at=t.ts, detail={"incident_id": t.incident_id, "action": t.action.value, "outcome": x.status.value,
-                                      "recovered": t.done, "reward": round(t.reward, 3), "minutes": t.minutes})
+        audit.append(conn, actor=f"agent:{policy}", kind="agent_feedback", subject=f"pipeline:{t.pipeline_id}",
+                     detail={"incident_id": t.incident_id, "action": t.action.value, "outcome": x.status.value,
+                             "recovered": t.done, "reward": round(t.reward, 3), "minutes": t.minutes,
+                             "sim_time": t.ts.isoformat()})
     return result.decisions, result.learned
-
-
-def audit_insert(conn: Connection, *, actor: str, kind: str, subject: str, at: datetime, detail: dict) -> None:
-    """Append an audit entry inside the tick's transaction (the audit log is data, like the rest of the tick)."""
-    conn.execute(insert(AuditEntryRow.__table__).values(ts=at, actor=actor, kind=kind, subject=subject, detail=detail))
 
 
 def _onsets(scores: Iterable[StageScore]) -> dict[tuple[str, datetime], datetime]:

@@ -52,8 +52,10 @@ def ask(at: AppTest, question: str) -> AppTest:
 
 
 def proposals(runtime: EmbeddedRuntime) -> list[dict]:
+    """The chat's proposals (the live agent files its own, origin "agent", for the same incident)."""
+    t = ProposalRow.__table__
     with runtime.store.read() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(ProposalRow.__table__))]
+        return [dict(r._mapping) for r in conn.execute(select(t).where(t.c.origin == "chat"))]
 
 
 def assistant_text(at: AppTest) -> str:

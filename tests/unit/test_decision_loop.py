@@ -158,13 +158,15 @@ def test_credentials_expire_until_a_human_rotates_them_and_saturation_looks_like
     assert arena.twin.faults[0].fixed_at is None  # scaling the transform does not relieve the warehouse
 
 
-def test_the_embedded_runtime_heals_live_and_records_what_it_did(tmp_path):
+def test_the_embedded_runtime_heals_live_through_the_policy_and_records_the_chain(tmp_path):
     from sqlalchemy import select
 
     from engine.service.runtime import EmbeddedRuntime
     from engine.settings import load_settings
     from engine.store.tables import AuditEntryRow
 
+    (tmp_path / "policy.toml").write_text('[[auto]]\nname = "remaps"\nactions = ["remap_schema"]\n'
+                                          'max_risk = "medium"\nmin_confidence = 0.0\n')
     settings = load_settings(data_dir=tmp_path, fleet_size=3, backfill_minutes=70, live=False, seed=3)
     runtime = EmbeddedRuntime(settings, policy="rules")
     runtime.backfill()
@@ -172,9 +174,12 @@ def test_the_embedded_runtime_heals_live_and_records_what_it_did(tmp_path):
     results = [runtime.advance(1) for _ in range(25)]
     acted = [d for r in results for d in r.decisions]
     assert [d.choice.action for d in acted][:1] == [A.REMAP_SCHEMA]
-    assert any(r.closed for r in results)  # healed within 25 minutes
+    assert acted[0].execution.ref.startswith("proposal:")
+    assert any(r.closed for r in results)  # healed within 25 minutes, through proposal → policy → worker → twin
     with runtime.store.read() as conn:
-        kinds = [r.kind for r in conn.execute(select(AuditEntryRow.__table__.c.kind))]
+        kinds = [r.kind for r in conn.execute(select(AuditEntryRow.__table__.c.kind).order_by(
+            AuditEntryRow.__table__.c.id))]
         assert decision_repo.count_transitions(conn, "rules") >= 1
-    assert "action_started" in kinds and "action_outcome" in kinds
+    chain = ["proposal_created", "proposal_approved", "action_started", "action_finished", "agent_feedback"]
+    assert [k for k in kinds if k in chain][:5] == chain
     runtime.stop()
