@@ -84,6 +84,8 @@ def _secrets_or_stop() -> dict[str, Any]:
 # -- the three modes -------------------------------------------------------------------------------------------------
 
 def _oidc_principal(secrets: Mapping[str, Any]) -> Principal:
+    if not isinstance(secrets["auth"], Mapping):
+        raise ConfigError("[auth] must be a table (Streamlit's st.login settings)")
     role_map = role_map_from_mapping(secrets)
     if not st.user.get("is_logged_in"):
         _oidc_sign_in(secrets["auth"])
@@ -121,7 +123,7 @@ def _local_principal(users: Mapping[str, Any]) -> Principal:
 def _sign_in_form(users: Mapping[str, Any]) -> None:
     throttle = st.session_state.setdefault(SESSION_THROTTLE, SignInThrottle())
     st.title("Sign in to selfheal")
-    with st.form("auth_sign_in"):
+    with st.columns([2, 3])[0], st.form("auth_sign_in"):
         name = st.text_input("User name", key="auth_name", autocomplete="username")
         password = st.text_input("Password", type="password", key="auth_password", autocomplete="current-password")
         submitted = st.form_submit_button("Sign in", type="primary", icon=":material/login:")

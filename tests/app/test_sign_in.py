@@ -196,6 +196,14 @@ def test_oidc_users_get_their_role_from_the_mapping(runtime: EmbeddedRuntime, em
     assert "Some One" in sidebar_text(at) and role.value in sidebar_text(at)
 
 
+def test_a_malformed_role_mapping_stops_the_console(runtime: EmbeddedRuntime) -> None:
+    at = app({**OIDC, "selfheal": {"roles": {"ann@example.com": "boss"}}})
+    at.user = {"is_logged_in": True, "email": "ann@example.com"}
+    run(at)
+    assert "unknown role 'boss'" in at.error[0].value
+    assert not page_shown(at)
+
+
 def test_oidc_sign_out_logs_out(runtime: EmbeddedRuntime) -> None:
     at = app(OIDC)
     at.user = {"is_logged_in": True, "email": "ann@example.com", "name": "Ann"}
