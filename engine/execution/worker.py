@@ -101,7 +101,9 @@ class Worker:
             busy = {r.pipeline_id for r in conn.execute(select(R.c.pipeline_id).where(
                 R.c.status == "running", R.c.lease_expires_at >= now))}
             taken: list[int] = []
-            for c in candidates:
+            # Lease in pipeline order: two workers upserting the same leases always lock them in the same order
+            # (no deadlock between their transactions on PostgreSQL).
+            for c in sorted(candidates, key=lambda c: (c.pipeline_id, c.id)):
                 if len(taken) >= self.batch:
                     break
                 if c.pipeline_id in busy:
