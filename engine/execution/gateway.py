@@ -90,6 +90,9 @@ class ProposalGateway:
                                 row.incident_id)
         if row.status in _PROPOSAL:
             return Execution(ref, request, _PROPOSAL[row.status], row.created_at, self.clock(), row.reason or "")
+        if row.run == "cancelled":
+            return Execution(ref, request, ExecStatus.CANCELLED, row.created_at, row.finished_at,
+                             (row.result or {}).get("detail", ""))
         if row.run in _RUN:
             return Execution(ref, request, _RUN[row.run], row.created_at, row.finished_at,
                              (row.result or {}).get("detail", ""))

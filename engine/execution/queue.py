@@ -239,6 +239,32 @@ def edit_params(store: Store, actor: Principal, proposal_id: int, params: Mappin
     return new
 
 
+def cancel(store: Store, actor: Principal, proposal_id: int, reason: str, *, now: datetime | None = None) -> str:
+    """Withdraw a proposal that has not started: a pending one is cancelled, an approved one's queued run is
+    cancelled before any worker takes it. A run already running cannot be withdrawn (ConflictError)."""
+    require(actor, Permission.DECIDE)
+    if not reason or not reason.strip():
+        raise SelfhealError("a cancellation needs a reason")
+    now = now or utcnow()
+    with store.transaction() as conn:
+        won = conn.execute(update(P).where(P.c.id == proposal_id, P.c.status == "pending").values(
+            status="cancelled", decided_by=actor.label, decided_at=now, reason=reason.strip(), updated_at=now))
+        if won.rowcount == 1:
+            what = "proposal"
+        else:
+            run = conn.execute(update(R).where(R.c.proposal_id == proposal_id, R.c.status == "queued").values(
+                status="cancelled", finished_at=now, result={"detail": f"cancelled by {actor.label}: {reason}"}))
+            if run.rowcount != 1:
+                row = conn.execute(select(R.c.status).where(R.c.proposal_id == proposal_id)).first()
+                if row is None:
+                    _explain_conflict(conn, proposal_id, now)
+                raise ConflictError(f"proposal #{proposal_id}'s run is already {row.status}: it cannot be withdrawn")
+            what = "run"
+        append(conn, actor=actor.label, kind="proposal_cancelled", subject=f"proposal:{proposal_id}", at=now,
+               detail={"reason": reason.strip(), "withdrawn": what})
+    return what
+
+
 @dataclass(frozen=True, slots=True)
 class BulkOutcome:
     proposal_id: int
