@@ -59,7 +59,7 @@ class Worker:
     """One executing worker. `step()` does one round; `run()` loops until told to stop."""
 
     def __init__(self, store: Store, executor: Executor, name: str | None = None, *, lease_seconds: float = 30.0,
-                 run_timeout_seconds: float = 900.0, batch: int = 25,
+                 run_timeout_seconds: float = 900.0, batch: int = 25, max_attempts: int = 5,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         if lease_seconds <= 0 or run_timeout_seconds <= 0 or batch < 1:
             raise SelfhealError("worker: lease_seconds and run_timeout_seconds must be positive, batch ≥ 1")
@@ -69,6 +69,7 @@ class Worker:
         self.lease = timedelta(seconds=lease_seconds)
         self.timeout = timedelta(seconds=run_timeout_seconds)
         self.batch = batch
+        self.max_attempts = max_attempts
         self.clock = clock
         self.actor = f"worker:{self.name}"
 
@@ -77,7 +78,12 @@ class Worker:
         out = WorkerStep()
         claimed = self._claim(out)
         for run in claimed:
-            self._start(run, out)
+            try:
+                self._start(run, out)
+            except SelfhealError as e:
+                # Not sent, or not recorded: the run keeps its claim without renewal, so once the lease expires
+                # it is taken over (by any worker, this one included), which asks the executor about the key first.
+                log.warning("worker %s: run %s could not start (retried after its lease): %s", self.name, run.id, e)
         self._follow(out)
         return out
 
@@ -152,7 +158,11 @@ class Worker:
         if run.attempts > 1 and isinstance(self.executor, Reconcilable):
             exe = self.executor.lookup(key)  # taken over: was it sent before the last worker died?
         sent = exe is None
-        if exe is None:
+        if exe is None and run.attempts > self.max_attempts:
+            exe = Execution(key, request, ExecStatus.FAILED, self.clock(), self.clock(),
+                            f"gave up: taken over {run.attempts - 1} times without reaching the executor")
+            sent = False
+        elif exe is None:
             exe = self.executor.submit(request, key)
             out.submitted.append(run.id)
         now = self.clock()
