@@ -161,7 +161,6 @@ class Worker:
         if exe is None and run.attempts > self.max_attempts:
             exe = Execution(key, request, ExecStatus.FAILED, self.clock(), self.clock(),
                             f"gave up: taken over {run.attempts - 1} times without reaching the executor")
-            sent = False
         elif exe is None:
             exe = self.executor.submit(request, key)
             out.submitted.append(run.id)
@@ -169,7 +168,9 @@ class Worker:
         with self.store.transaction() as conn:
             conn.execute(update(R).where(R.c.id == run.id, R.c.worker == self.name, R.c.status == "running")
                          .values(executor=self.executor.name, result={"ref": exe.ref, "detail": exe.detail}))
-            append(conn, actor=self.actor, kind="action_started" if sent else "action_adopted", subject=f"run:{run.id}",
+            kind = "action_adopted" if not sent else ("action_started" if out.submitted[-1:] == [run.id]
+                                                       else "action_abandoned")
+            append(conn, actor=self.actor, kind=kind, subject=f"run:{run.id}",
                    at=now, detail={"proposal_id": run.proposal_id, "pipeline": run.pipeline_id, "action": run.action,
                                    "stage": run.stage, "params": run.params or {}, "key": key,
                                    "attempt": run.attempts, "executor": self.executor.name})
