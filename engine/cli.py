@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from engine.cli_exec import register as register_exec
 from engine.cli_users import app as users_app
 from engine.errors import SelfhealError
 
@@ -24,6 +25,7 @@ app = typer.Typer(help="selfheal: an operations console for self-healing data pi
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
+register_exec(app)  # worker, proposals, policy, audit
 err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
@@ -167,6 +169,11 @@ def agent(
     = None,
     policy: Annotated[str, typer.Option(help="Decide and act on open incidents: none, qlearning (the stored "
                                         "Q-table, learning live), rules, manual.")] = "none",
+    *,
+    worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Execute approved actions in this process "
+                                         "too; --no-worker leaves them to `selfheal worker` processes (this "
+                                         "process still hosts the twin they act on).")] = True,
+    fleet_size: Annotated[int | None, typer.Option(help="Pipelines in the twin (SELFHEAL_FLEET_SIZE).")] = None,
 ) -> None:
     """Run the loop as a worker: tick the configured source into the store until stopped (Ctrl-C / SIGTERM)."""
     from engine.service.runtime import EmbeddedRuntime, SimClock
@@ -178,8 +185,10 @@ def agent(
             overrides["tick_seconds"] = interval
         if speed is not None:
             overrides["sim_speed"] = speed
+        if fleet_size is not None:
+            overrides["fleet_size"] = fleet_size
         settings = load_settings(**overrides)
-        runtime = EmbeddedRuntime(settings, policy=policy)
+        runtime = EmbeddedRuntime(settings, policy=policy, worker=None if worker else False)
         runtime.backfill()
     except SelfhealError as e:
         raise _fail(e) from e
