@@ -50,5 +50,7 @@ page = st.navigation([
     st.Page(PAGES / "slo.py", title="SLO & MTTR", icon=":material/speed:"),
     st.Page(PAGES / "assistant.py", title="Assistant", icon=":material/forum:"),
     st.Page(PAGES / "agent.py", title="Agent", icon=":material/psychology:"),
+    st.Page(PAGES / "approvals.py", title="Approvals", icon=":material/fact_check:"),
+    st.Page(PAGES / "audit.py", title="Audit log", icon=":material/history:"),
 ])
 page.run()
