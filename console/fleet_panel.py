@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from console.auth import current_principal
 from console.widgets import fleet_table_html, percent
 from engine.errors import SelfhealError
 from engine.model import FaultKind, Health, Stage
+from engine.security.roles import Permission
 from engine.service.reports import FleetSnapshot, fleet_snapshot
 from engine.service.runtime import EmbeddedRuntime
 
@@ -62,6 +64,9 @@ def render_inject_form(runtime: EmbeddedRuntime) -> None:
     ids = [p.id for p in runtime.pipelines()]
     stages = [s.value for s in Stage]
     kinds = [k.value for k in FaultKind]
+    if not current_principal().can(Permission.INJECT):
+        st.caption("Fault injection (staging twin) is for operators and admins.")
+        return
     with st.expander("Inject a fault (staging twin)", icon=":material/science:"):
         st.caption("Starts the fault with the next simulated minute in the staging twin only; production is "
                    "never touched. Schema drift, stopped CDC and hung tasks stay until the right fix runs.")
@@ -81,7 +86,8 @@ def render_inject_form(runtime: EmbeddedRuntime) -> None:
     if not submitted:
         return
     try:
-        fault = runtime.inject_fault(pipeline, stage, kind, severity=float(severity), duration_minutes=int(duration))
+        fault = runtime.inject_fault(pipeline, stage, kind, severity=float(severity), duration_minutes=int(duration),
+                                     actor=current_principal())
     except SelfhealError as e:
         st.error(f"The fault was not injected: {e}", icon=":material/error:")
         st.caption("Pick a pipeline, stage and kind from the lists; severity must be in (0, 1] and the "
