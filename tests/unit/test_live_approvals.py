@@ -1,0 +1,122 @@
+"""The live loop through the approval queue: the agent proposes, the policy or an operator decides, a worker
+runs it in the staging twin, and the outcome (or a rejection) is learned; roles are enforced by the runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from engine.errors import ConflictError, PermissionDenied
+from engine.execution import queue
+from engine.feedback.reward import rejection_reward
+from engine.model import ActionKind
+from engine.security.roles import Principal, Role
+from engine.service.runtime import EmbeddedRuntime
+from engine.settings import load_settings
+from engine.store import decision_repo
+from engine.store.tables import ActionRunRow, AuditEntryRow, SimCommandRow
+
+OPERATOR = Principal("olga", Role.OPERATOR)
+VIEWER = Principal("vic", Role.VIEWER)
+
+
+def _runtime(tmp_path: Path, policy: str = "rules") -> EmbeddedRuntime:
+    settings = load_settings(data_dir=tmp_path, fleet_size=3, backfill_minutes=70, live=False, seed=3)
+    runtime = EmbeddedRuntime(settings, policy=policy)
+    runtime.backfill()
+    return runtime
+
+
+def _pending(runtime: EmbeddedRuntime, minutes: int = 10) -> dict:
+    """Advance until the agent has filed a pending proposal; that proposal."""
+    for _ in range(minutes):
+        runtime.advance(1)
+        with runtime.store.read() as conn:
+            frame = queue.proposals(conn, statuses=["pending"])
+        if len(frame):
+            return frame.iloc[0].to_dict()
+    raise AssertionError(f"no pending proposal after {minutes} minutes")
+
+
+def _count(runtime: EmbeddedRuntime, table) -> int:
+    with runtime.store.read() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def test_a_medium_risk_fix_waits_for_an_operator_then_heals(tmp_path: Path) -> None:
+    runtime = _runtime(tmp_path)
+    runtime.inject_fault("orders", "transform", "schema_drift", actor=OPERATOR)
+    proposal = _pending(runtime)
+    assert (proposal["pipeline_id"], proposal["action"], proposal["risk"]) == ("orders", "remap_schema", "medium")
+    for _ in range(5):  # nobody decided: nothing runs, however long the loop ticks
+        runtime.advance(1)
+    assert _count(runtime, ActionRunRow.__table__) == 0 and _count(runtime, SimCommandRow.__table__) == 0
+    with runtime.store.read() as conn:
+        evidence = queue.proposal(conn, int(proposal["id"]))["evidence"]
+    assert evidence["diagnosis"]["error_type"] == "schema_drift" and evidence["policy"] == "rules"
+    assert evidence["expected_effect"] and evidence["cost"] > 0
+
+    queue.approve(runtime.store, OPERATOR, int(proposal["id"]), reason="drift confirmed with the source team")
+    closed = [r for _ in range(30) for r in runtime.advance(1).closed]
+    assert [i.pipeline_id for i in closed] == ["orders"]
+    with runtime.store.read() as conn:
+        [run] = queue.runs(conn).to_dict("records")
+        kinds = [k for (k,) in conn.execute(select(AuditEntryRow.__table__.c.kind))]
+    assert (run["status"], run["approved_by"], run["attempts"]) == ("succeeded", "olga", 1)
+    assert [k for k in kinds if k.startswith(("proposal_", "action_"))][:4] == [
+        "proposal_created", "proposal_approved", "action_started", "action_finished"]
+    runtime.stop()
+
+
+def test_a_rejection_is_learned_as_a_penalty_and_never_runs(tmp_path: Path) -> None:
+    runtime = _runtime(tmp_path)
+    runtime.inject_fault("orders", "transform", "schema_drift", actor=OPERATOR)
+    proposal = _pending(runtime)
+    queue.reject(runtime.store, OPERATOR, int(proposal["id"]), "schema change is intended; migrating by hand")
+    runtime.advance(1)
+    with runtime.store.read() as conn:
+        frame = decision_repo.recent_transitions(conn, "rules")
+    rejected = frame[frame["outcome"] == "rejected"]
+    assert len(rejected) == 1
+    assert rejected.iloc[0]["action"] == ActionKind.REMAP_SCHEMA.value
+    assert rejected.iloc[0]["reward"] == pytest.approx(rejection_reward())
+    assert _count(runtime, ActionRunRow.__table__) == 0
+    with pytest.raises(ConflictError, match="already rejected by olga"):
+        queue.approve(runtime.store, OPERATOR, int(proposal["id"]))
+    runtime.stop()
+
+
+def test_viewers_are_refused_by_the_engine_and_nothing_changes(tmp_path: Path) -> None:
+    runtime = _runtime(tmp_path)
+    audit_before = _count(runtime, AuditEntryRow.__table__)
+    with pytest.raises(PermissionDenied, match="vic \\(viewer\\) may not inject"):
+        runtime.inject_fault("orders", "transform", "schema_drift", actor=VIEWER)
+    assert runtime.twin.faults == [] and _count(runtime, AuditEntryRow.__table__) == audit_before
+    runtime.inject_fault("orders", "transform", "schema_drift", actor=OPERATOR)
+    proposal = _pending(runtime)
+    with pytest.raises(PermissionDenied, match="may not decide"):
+        queue.approve(runtime.store, VIEWER, int(proposal["id"]))
+    with pytest.raises(PermissionDenied):
+        queue.reject(runtime.store, VIEWER, int(proposal["id"]), "no")
+    with runtime.store.read() as conn:
+        assert queue.proposal(conn, int(proposal["id"]))["status"] == "pending"
+    assert _count(runtime, ActionRunRow.__table__) == 0
+    runtime.stop()
+
+
+def test_the_default_policy_lets_low_risk_fixes_run_on_their_own(tmp_path: Path) -> None:
+    runtime = _runtime(tmp_path)
+    runtime.inject_fault("orders", "transform", "network_failure", actor=OPERATOR, duration_minutes=40)
+    for _ in range(20):
+        runtime.advance(1)
+    with runtime.store.read() as conn:
+        frame = queue.proposals(conn)
+    retries = frame[frame["action"] == ActionKind.RETRY_WITH_BACKOFF.value]
+    assert len(retries) >= 1
+    first = retries.iloc[-1]
+    assert (first["status"], first["decided_by"], first["policy_rule"]) == (
+        "approved", "policy:low-risk fixes", "low-risk fixes")
+    assert first["run_status"] in ("running", "succeeded", "failed")
+    runtime.stop()
