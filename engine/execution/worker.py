@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, func, or_, select, update
+from sqlalchemy import Connection, and_, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.errors import SelfhealError
@@ -142,7 +142,8 @@ class Worker:
         stmt = stmt.on_conflict_do_update(
             index_elements=[L.c.pipeline_id],
             set_={"worker": self.name, "expires_at": now + self.lease,
-                  "acquired_at": case((L.c.worker == self.name, L.c.acquired_at), else_=now),
+                  "acquired_at": case((and_(L.c.worker == self.name, L.c.expires_at >= now), L.c.acquired_at),
+                                      else_=now),
                   "epoch": case((L.c.worker == self.name, L.c.epoch), else_=L.c.epoch + 1)},
             where=or_(L.c.worker == self.name, L.c.expires_at < now))
         conn.execute(stmt)
@@ -209,9 +210,13 @@ class Worker:
                              .values(lease_expires_at=now + self.lease))
                 conn.execute(update(L).where(L.c.pipeline_id.in_([p for _, p in alive]), L.c.worker == self.name)
                              .values(expires_at=now + self.lease))
-            # Pipelines with nothing running for this worker go back to the pool.
+            # Pipelines with nothing running for this worker go back to the pool. The lease is expired in place,
+            # not deleted: a deleted row would restart the next holder at epoch 1 (no longer a fencing token), and
+            # expiring it at a fresh `released` means the next holder's clock is past this worker's last finish.
+            released = self.clock()
             held = select(R.c.pipeline_id).where(R.c.status == "running", R.c.worker == self.name)
-            conn.execute(delete(L).where(L.c.worker == self.name, L.c.pipeline_id.not_in(held)))
+            conn.execute(update(L).where(L.c.worker == self.name, L.c.expires_at > released,
+                                         L.c.pipeline_id.not_in(held)).values(expires_at=released))
 
     def _finish(self, run_id: int, exe: Execution, out: WorkerStep) -> None:
         now = self.clock()
