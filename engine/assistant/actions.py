@@ -8,82 +8,51 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from engine.errors import ActionParamsError
+from engine.execution.catalog import ANY_STAGE, CATALOG, ActionSpec
+from engine.execution.params import ALLOWED, ActionParams, check_params
 from engine.model import ActionKind, FaultKind, Stage
 
-
-class ActionParams(BaseModel):
-    """Every parameter any action takes; `check_params` says which one each action allows."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    workers: int | None = Field(None, ge=1, le=64, description="scale_workers / scale_warehouse: target count")
-    factor: float | None = Field(None, ge=0.1, le=8.0, description="scale_*: multiply capacity by this instead")
-    base_s: float | None = Field(None, gt=0, le=3600, description="retry_with_backoff: first delay in seconds")
-    cap_s: float | None = Field(None, gt=0, le=3600, description="retry_with_backoff: longest delay in seconds")
-    max_attempts: int | None = Field(None, ge=1, le=20, description="retry_with_backoff: attempts")
-    max_utilisation: float | None = Field(None, ge=0.1, le=1.0,
-                                          description="apply_back_pressure: admit at most this share of capacity")
-    release: bool | None = Field(None, description="apply_back_pressure: lift back pressure")
-
-    def given(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
+__all__ = ["RULES", "ActionParams", "ActionRule", "check_action", "remedy"]
 
 
 @dataclass(frozen=True, slots=True)
 class ActionRule:
+    """The chat's view of one catalog action: risk, parameters, the stages it may name, where it lands."""
+
     risk: str  # low | medium | high
     params: frozenset[str]
     stages: frozenset[Stage] | None  # None: any stage
     default_stage: Stage
     summary: str
+    pipeline_wide: bool = False
 
 
-_ANY = None
-RULES: dict[ActionKind, ActionRule] = {
-    ActionKind.RETRY_WITH_BACKOFF: ActionRule("low", frozenset({"base_s", "factor", "cap_s", "max_attempts"}), _ANY,
-                                              Stage.TRANSFORM, "retry the task with exponential backoff"),
-    ActionKind.RESTART_TASK: ActionRule("medium", frozenset(), _ANY, Stage.TRANSFORM, "restart the hung task"),
-    ActionKind.SCALE_WORKERS: ActionRule("high", frozenset({"workers", "factor"}),
-                                         frozenset({Stage.SOURCE, Stage.ORCHESTRATOR, Stage.TRANSFORM}),
-                                         Stage.TRANSFORM, "add workers to absorb the load"),
-    ActionKind.REMAP_SCHEMA: ActionRule("medium", frozenset(), _ANY, Stage.TRANSFORM,
-                                        "remap the drifted columns, then rerun"),
-    ActionKind.APPLY_BACK_PRESSURE: ActionRule("low", frozenset({"max_utilisation", "release"}),
-                                               frozenset({Stage.SOURCE}), Stage.SOURCE,
-                                               "throttle ingestion at the source"),
-    ActionKind.RESCHEDULE: ActionRule("medium", frozenset(), frozenset({Stage.WAREHOUSE, Stage.ORCHESTRATOR}),
-                                      Stage.WAREHOUSE, "move the load out of the busy window"),
-    ActionKind.RELOAD_TABLES: ActionRule("high", frozenset(), frozenset({Stage.SOURCE}), Stage.SOURCE,
-                                         "reload the source tables"),
-    ActionKind.RESTART_CDC_TASK: ActionRule("medium", frozenset(), frozenset({Stage.SOURCE}), Stage.SOURCE,
-                                            "restart the DMS replication task"),
-    ActionKind.SCALE_WAREHOUSE: ActionRule("high", frozenset({"workers", "factor"}), frozenset({Stage.WAREHOUSE}),
-                                           Stage.WAREHOUSE, "resize the warehouse cluster"),
-    ActionKind.ESCALATE_TO_HUMAN: ActionRule("low", frozenset(), _ANY, Stage.TRANSFORM, "page the on-call engineer"),
-    ActionKind.WAIT: ActionRule("low", frozenset(), _ANY, Stage.TRANSFORM, "wait and watch"),
-}
+def _rule(spec: ActionSpec) -> ActionRule:
+    # A pipeline-wide action always lands on its default stage (a DMS task lives at the source), so that is
+    # the one stage the chat names for it.
+    stages = frozenset({spec.default_stage}) if spec.pipeline_wide else (
+        None if spec.stages == ANY_STAGE else spec.stages)
+    return ActionRule(spec.risk.value, ALLOWED.get(spec.kind, frozenset()), stages, spec.default_stage,
+                      spec.summary, spec.pipeline_wide)
+
+
+# One catalog for the whole product: the chat proposes exactly what execution would accept.
+RULES: dict[ActionKind, ActionRule] = {kind: _rule(spec) for kind, spec in CATALOG.items()}
 
 
 def check_action(action: ActionKind, stage: Stage | None, params: ActionParams) -> Stage:
     """The stage the action lands on; ValueError naming the problem when the stage or a parameter does not fit."""
-    rule = RULES[action]
-    target = stage or rule.default_stage
-    if rule.stages is not None and target not in rule.stages:
+    spec, rule = CATALOG[action], RULES[action]
+    if stage is not None and rule.stages is not None and stage not in rule.stages:
         allowed = ", ".join(sorted(s.value for s in rule.stages))
         hint = " (use scale_warehouse for the warehouse)" if action is ActionKind.SCALE_WORKERS else ""
-        raise ValueError(f"{action.value} applies to the {allowed} stage, not {target.value}{hint}")
-    extra = set(params.given()) - rule.params
-    if extra:
-        allowed = ", ".join(sorted(rule.params)) or "no parameters"
-        raise ValueError(f"{action.value} does not take {', '.join(sorted(extra))}; it takes {allowed}")
-    given = params.given()
-    if "workers" in given and "factor" in given:
-        raise ValueError(f"{action.value}: give either workers or factor, not both")
-    if action is ActionKind.RETRY_WITH_BACKOFF and "factor" in given and given["factor"] < 1:
-        raise ValueError("retry_with_backoff: factor must be at least 1")
-    return target
+        raise ValueError(f"{action.value} applies to the {allowed} stage, not {stage.value}{hint}")
+    try:
+        check_params(action, params)
+    except ActionParamsError as e:
+        raise ValueError(str(e)) from e
+    return spec.target(stage)
 
 
 # The usual fix per diagnosed cause (the runbooks explain why); scale actions get a size from telemetry.
