@@ -130,22 +130,24 @@ def decide(proposal: dict[str, Any]) -> None:
         cols = st.columns(len(fields))
         for col, f in zip(cols, fields, strict=True):
             k = f"appr_p{pid}_{f.name}"
+            given = col.checkbox(f"set {f.name}", value=f.name in current, key=f"{k}_on", disabled=not deciding)
             if f.kind is bool:
-                values[f.name] = col.checkbox(f.name, value=bool(current.get(f.name)), key=k, help=f.help,
-                                              disabled=not deciding) or None
+                value: Any = col.toggle(f.name, value=bool(current.get(f.name)), key=k, help=f.help,
+                                        disabled=not deciding or not given)
             else:
                 cast = f.kind
-                values[f.name] = col.number_input(
-                    f.name, value=None if current.get(f.name) is None else cast(current[f.name]),
-                    min_value=None if f.min_value is None else cast(f.min_value),
-                    max_value=None if f.max_value is None else cast(f.max_value),
-                    step=1 if cast is int else 0.1, key=k, help=f.help, disabled=not deciding)
-        if st.button("Save parameters", icon=":material/tune:", key=f"appr_save_{pid}", disabled=not deciding,
-                     help=panel.VIEWER_HINT if not deciding else "Leave a field empty to drop it."):
-            chosen = {n: v for n, v in values.items() if v is not None}
-            if attempt(lambda: queue.edit_params(runtime.store, principal, pid, chosen)) is not None:
-                flash("success", f"#{pid}: parameters saved ({panel.compact(chosen) or 'none'}).")
-                st.rerun()
+                start = current.get(f.name, f.min_value if f.min_value is not None else 1)
+                value = col.number_input(
+                    f.name, value=cast(start), min_value=None if f.min_value is None else cast(f.min_value),
+                    max_value=None if f.max_value is None else cast(f.max_value), step=1 if cast is int else 0.1,
+                    key=k, help=f.help, disabled=not deciding or not given)
+            if given:
+                values[f.name] = value
+        save = st.button("Save parameters", icon=":material/tune:", key=f"appr_save_{pid}", disabled=not deciding,
+                         help=panel.VIEWER_HINT if not deciding else "Only the ticked parameters are kept.")
+        if save and attempt(lambda: queue.edit_params(runtime.store, principal, pid, values)) is not None:
+            flash("success", f"#{pid}: parameters saved ({panel.compact(values) or 'none'}).")
+            st.rerun()
     a, r = st.columns(2)
     if a.button("Approve", type="primary", icon=":material/check:", key=f"appr_approve_{pid}", disabled=not deciding,
                 help=panel.VIEWER_HINT if not deciding else "Queues the action once with the saved parameters."):
