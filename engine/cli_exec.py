@@ -21,7 +21,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
 
 from engine.errors import PermissionDenied, PolicyError, SelfhealError
 from engine.security.roles import Principal
@@ -264,6 +263,8 @@ def audit_export(
     = None,
 ) -> None:
     """Write audit entries, oldest first, as CSV: id, ts, actor, kind, subject, detail (JSON)."""
+    from sqlalchemy import select
+
     from engine.store.tables import AuditEntryRow
 
     a = AuditEntryRow.__table__
