@@ -1,0 +1,158 @@
+"""The approval queue and the policy file refuse bad input with a clear error and change nothing; expiry; roles."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from engine.errors import (
+    ActionParamsError,
+    PermissionDenied,
+    PolicyError,
+    SelfhealError,
+    UnknownActionError,
+    UnknownPipelineError,
+)
+from engine.execution import policy as policy_mod
+from engine.execution.policy import NO_AUTO
+from engine.execution.queue import ProposalRequest, approve, edit_params, expire_due, propose, reject
+from engine.security.roles import Principal, Role, agent
+from engine.service.tick import register
+from engine.sim.fleet import fleet_pipelines
+from engine.sim.twin import Twin
+from engine.store.db import Store
+from engine.store.tables import ActionRunRow, AuditEntryRow, ProposalRow
+from engine.telemetry.simulator import SimulatorSource
+
+T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
+OPERATOR = Principal("olga", Role.OPERATOR)
+VIEWER = Principal("vic", Role.VIEWER)
+ADMIN = Principal("ada", Role.ADMIN)
+TABLES = (ProposalRow.__table__, ActionRunRow.__table__, AuditEntryRow.__table__)
+GOOD = """version = 1
+[[auto]]
+name = "retries"
+actions = ["retry_with_backoff"]
+"""
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = Store.open(f"sqlite:///{tmp_path / 'queue.db'}")
+    register(s, SimulatorSource(Twin(fleet_pipelines(3, seed=1), seed=1)))
+    yield s
+    s.dispose()
+
+
+def rows(store: Store) -> tuple[int, ...]:
+    with store.read() as conn:
+        return tuple(int(conn.execute(select(func.count()).select_from(t)).scalar_one()) for t in TABLES)
+
+
+def file(store: Store, action: str = "scale_workers", *, now: datetime = T0, **params) -> int:
+    with store.transaction() as conn:
+        return propose(conn, agent("rules"), ProposalRequest("orders", action, params=params or None,
+                                                             confidence=0.9), NO_AUTO, now=now).proposal_id
+
+
+@pytest.mark.parametrize(("text", "field"), [
+    ('[[auto]]\nname = "x"\nactions = ["reboot_everything"]\n', "auto[0].actions"),
+    ('[[auto]]\nname = "x"\nactions = ["retry_with_backoff"]\nmax_risk = "extreme"\n', "auto[0].max_risk"),
+    ('colour = "blue"\n', "colour"),
+    ('[[auto]]\nname = "x"\nactions = ["retry_with_backoff"]\nrate_limit = { count = 1, per_minutes = 0 }\n',
+     "auto[0].rate_limit.per_minutes"),
+    ('[[auto]]\nname = "x"\nactions = ["retry_with_backoff"]\n[[auto]]\nname = "x"\nactions = ["reschedule"]\n',
+     "auto"),
+    ("version = 1\n[[auto]\n", "not valid TOML"),
+])
+def test_a_bad_policy_file_names_the_field_and_changes_nothing(store: Store, tmp_path: Path, text: str,
+                                                               field: str) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(GOOD, encoding="utf-8")
+    before = rows(store)
+    with pytest.raises(PolicyError, match=rf"^the new policy: .*{re.escape(field)}") as e:
+        policy_mod.save(store, ADMIN, path, text)
+    if "repeated" in str(e.value):
+        assert "['x']" in str(e.value)
+    assert path.read_text(encoding="utf-8") == GOOD and rows(store) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_only_an_admin_saves_the_policy_and_it_is_audited(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    with pytest.raises(PermissionDenied):
+        policy_mod.save(store, OPERATOR, path, GOOD)
+    assert not path.exists()
+    saved = policy_mod.save(store, ADMIN, path, GOOD)
+    assert [r.name for r in saved.auto] == ["retries"] and policy_mod.load(path) == saved
+    with store.read() as conn:
+        kinds = [r.kind for r in conn.execute(select(AuditEntryRow.__table__.c.kind))]
+    assert kinds == ["policy_changed"]
+
+
+@pytest.mark.parametrize(("request_", "error", "message"), [
+    (ProposalRequest("orders", "reboot_everything"), UnknownActionError, "unknown action 'reboot_everything'"),
+    (ProposalRequest("no-such-pipeline", "retry_with_backoff"), UnknownPipelineError, "no-such-pipeline"),
+    (ProposalRequest("orders", "scale_workers", params={"workers": 500}), ActionParamsError, "workers"),
+    (ProposalRequest("orders", "scale_workers", params={"colour": "red"}), ActionParamsError, "colour"),
+    (ProposalRequest("orders", "restart_task", params={"workers": 2}), ActionParamsError, "does not take workers"),
+    (ProposalRequest("orders", "restart_task", stage="warehouse"), SelfhealError, "not warehouse"),
+    (ProposalRequest("orders", "retry_with_backoff", confidence=1.5), SelfhealError, "confidence"),
+])
+def test_propose_refuses_bad_requests_and_writes_nothing(store: Store, request_, error, message) -> None:
+    with pytest.raises(error, match=message), store.transaction() as conn:
+        propose(conn, agent("rules"), request_, policy_mod.DEFAULT_POLICY, now=T0)
+    assert rows(store) == (0, 0, 0)
+
+
+def test_approve_and_edit_refuse_out_of_bounds_parameters(store: Store) -> None:
+    pid = file(store, workers=4)
+    before = rows(store)
+    with pytest.raises(ActionParamsError, match="workers"):
+        approve(store, OPERATOR, pid, params={"workers": 0}, now=T0)
+    with pytest.raises(ActionParamsError, match="factor"):
+        edit_params(store, OPERATOR, pid, {"workers": 2, "factor": 2.0})
+    with pytest.raises(ActionParamsError, match="does not take max_attempts"):
+        edit_params(store, OPERATOR, pid, {"max_attempts": 3})
+    assert rows(store) == before
+    assert edit_params(store, OPERATOR, pid, {"workers": 8}) == {"workers": 8}
+    decided = approve(store, OPERATOR, pid, params={"workers": 16}, reason="peak", now=T0)
+    with store.read() as conn:
+        run = conn.execute(select(ActionRunRow.__table__).where(ActionRunRow.__table__.c.id == decided.run_id)).one()
+    assert run.params == {"workers": 16} and run.status == "queued"
+
+
+def test_a_viewer_cannot_decide_and_nothing_is_written(store: Store) -> None:
+    pid = file(store)
+    before = rows(store)
+    for call in (lambda: approve(store, VIEWER, pid, reason="me", now=T0), lambda: reject(store, VIEWER, pid, "no"),
+                 lambda: edit_params(store, VIEWER, pid, {"workers": 2})):
+        with pytest.raises(PermissionDenied, match=r"vic \(viewer\) may not decide"):
+            call()
+    with pytest.raises(PermissionDenied), store.transaction() as conn:
+        propose(conn, VIEWER, ProposalRequest("orders", "retry_with_backoff"), NO_AUTO)
+    assert rows(store) == before
+    with store.read() as conn:
+        assert conn.execute(select(ProposalRow.__table__.c.status)).scalar_one() == "pending"
+
+
+def test_expiry_moves_only_due_pending_proposals_and_audits_them(store: Store) -> None:
+    ttl = timedelta(minutes=NO_AUTO.proposal_ttl_minutes)
+    old = file(store, "scale_workers", now=T0)
+    young = file(store, "restart_task", now=T0 + timedelta(minutes=30))
+    decided = file(store, "reschedule", now=T0)
+    approve(store, OPERATOR, decided, reason="ok", now=T0 + timedelta(minutes=1))
+    with store.transaction() as conn:
+        assert expire_due(conn, T0 + ttl - timedelta(seconds=1)) == []
+        assert expire_due(conn, T0 + ttl) == [old]
+        assert expire_due(conn, T0 + ttl) == []
+    with store.read() as conn:
+        status = dict(conn.execute(select(ProposalRow.__table__.c.id, ProposalRow.__table__.c.status)).all())
+        expired = conn.execute(select(AuditEntryRow.__table__.c.subject)
+                               .where(AuditEntryRow.__table__.c.kind == "proposal_expired")).scalars().all()
+    assert status == {old: "expired", young: "pending", decided: "approved"}
+    assert expired == [f"proposal:{old}"]
