@@ -143,3 +143,25 @@ def test_worker_sends_an_approved_run_to_the_twin_inbox(store: Store, secrets: P
     assert kinds[-1] == "action_started"
     refused = runner.invoke(app, ["worker", "--interval", "5", "--lease-seconds", "2"])
     assert refused.exit_code == 2 and "below the lease" in refused.output
+
+
+@pytest.mark.slow
+def test_agent_without_a_worker_hosts_the_twin_for_worker_processes(isolated_env: Path, secrets: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SELFHEAL_BACKFILL_MINUTES", "0")
+    agent_cmd = ["agent", "--no-worker", "--fleet-size", "3", "--interval", "0.05", "--speed", "600"]
+    assert runner.invoke(app, [*agent_cmd, "--ticks", "1"]).exit_code == 0  # registers the fleet
+    store = Store.open(load_settings().store_url)
+    pid = pending(store, "restart_task")
+    runner.invoke(app, ["proposals", "approve", str(pid), "--user", "olga", "--secrets", str(secrets),
+                        "--password-stdin"], input="olga pw\n")
+    assert runner.invoke(app, ["worker", "--name", "ext", "--steps", "1"]).exit_code == 0  # sends the command
+    hosted = runner.invoke(app, [*agent_cmd, "--ticks", "4"])  # applies it; the twin runs it to its end
+    assert hosted.exit_code == 0, hosted.output
+    with store.read() as conn:
+        assert conn.execute(select(SimCommandRow.__table__.c.status)).scalar_one() in ("succeeded", "failed")
+        assert conn.execute(select(R.c.status, R.c.worker)).one() == ("running", "ext")  # the agent executed nothing
+    assert runner.invoke(app, ["worker", "--name", "ext", "--steps", "1"]).exit_code == 0
+    with store.read() as conn:
+        assert conn.execute(select(R.c.status)).scalar_one() in ("succeeded", "failed")
+    store.dispose()
