@@ -150,7 +150,7 @@ def evidence_facts(proposal: dict[str, Any]) -> dict[str, str]:
         facts["Diagnosis"] = (f"{str(diag.get('error_type', '?')).replace('_', ' ')} at {diag.get('stage') or '?'}"
                               f" ({diag.get('status', '?')}, confidence {float(diag.get('confidence') or 0):.2f})")
     for key, label in (("expected_effect", "Expected effect"), ("reason", "Reason"), ("question", "Question"),
-                       ("requested_by", "Requested by"), ("policy", "Decided by policy"), ("state", "State"),
+                       ("requested_by", "Requested by"), ("policy", "Chosen by (decision policy)"), ("state", "State"),
                        ("attempts", "Attempts so far"), ("minutes_open", "Incident open (min)"),
                        ("sim_time", "Simulated time")):
         if ev.get(key) not in (None, ""):

@@ -174,6 +174,8 @@ def evidence(pid: int) -> None:
         with runtime.store.read() as conn:
             p = queue.proposal(conn, pid)
             window = evidence_window(conn, p)
+        view = None if window is None else anomaly_view(runtime.store, window.pipeline_id, window.stage,
+                                                        window.start, window.end, alarm_at=runtime.scorer.alarm_at)
     except SelfhealError as e:
         st.error(f"Could not read proposal #{pid}: {e}", icon=":material/database_off:")
         return
@@ -189,12 +191,9 @@ def evidence(pid: int) -> None:
     if not q.empty:
         st.markdown("**Alternatives the agent weighed** (Q-values; higher is better, the proposed one in blue)")
         st.plotly_chart(panel.q_values_chart(q), key=f"appr_q_{pid}")
-    if window is not None:
-        view = anomaly_view(runtime.store, window.pipeline_id, window.stage, window.start, window.end,
-                            alarm_at=runtime.scorer.alarm_at)
-        if not view.series.empty:
-            st.plotly_chart(panel.evidence_chart(view, window.at), key=f"appr_chart_{pid}")
-            st.caption("Simulated time of the staging twin; the dotted line is when the agent proposed this.")
+    if window is not None and view is not None and not view.series.empty:
+        st.plotly_chart(panel.evidence_chart(view, window.at), key=f"appr_chart_{pid}")
+        st.caption("Simulated time of the staging twin; the dotted line is when the agent proposed this.")
     if p["status"] == "pending":
         decide(p)
     else:

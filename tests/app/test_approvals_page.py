@@ -6,7 +6,7 @@ queue holds only what each test puts there. Operators and viewers are local user
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,9 @@ from engine.execution.queue import ProposalRequest
 from engine.security.roles import Principal, Role, agent
 from engine.security.users import hash_password
 from engine.service import audit
+from engine.service.approvals_view import evidence_window
 from engine.service.runtime import EmbeddedRuntime
+from engine.store import repo
 from engine.store.tables import ActionRunRow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -317,3 +319,19 @@ def test_parameter_widgets_carry_the_engine_bounds() -> None:
         (int, 1, 20)
     assert fields["base_s"].min_value is None and "> 0" in fields["base_s"].help
     assert param_fields("restart_task") == []
+
+
+def test_the_evidence_window_is_anchored_at_the_simulated_minute_of_the_proposal(rt: EmbeddedRuntime) -> None:
+    pid = propose(rt)
+    with rt.store.read() as conn:
+        p = queue.proposal(conn, pid)
+        window = evidence_window(conn, p)
+        _, last = repo.health_span(conn)
+    at_time = datetime.fromisoformat(p["evidence"]["sim_time"])
+    assert window is not None and window.at == at_time and window.stage.value == "transform"
+    assert (window.start, window.end) == (at_time - timedelta(minutes=60), min(at_time + timedelta(minutes=30),
+                                                                              last + timedelta(minutes=1)))
+    chat = {**p, "evidence": {"reason": "asked in the chat"}, "incident_id": None}
+    with rt.store.read() as conn:
+        fallback = evidence_window(conn, chat)
+    assert fallback is not None and fallback.at is None and fallback.end == last + timedelta(minutes=1)
