@@ -16,7 +16,7 @@ from datetime import datetime
 import numpy as np
 
 from engine.decision.policy import Choice, Policy, Transition, Update
-from engine.decision.state import MinuteView, Observation, encode, observe
+from engine.decision.state import ANOMALY_PREFIX, MinuteView, Observation, encode, observe
 from engine.execution.catalog import CATALOG, ActionSpec, available
 from engine.execution.executor import ActionRequest, ExecStatus, Execution, Executor
 from engine.feedback.reward import RewardWeights, rejection_reward, step_reward
@@ -25,6 +25,13 @@ from engine.model import EPOCH, ActionKind, Health, Incident, Stage
 log = logging.getLogger(__name__)
 SETTLE_MINUTES = 20  # how long past an action's completion the loop keeps watching a pipeline that is recovering
 EXPLORING_CONFIDENCE = 0.3  # an exploratory choice is never more confident than this (policies read it)
+
+
+def _forget_last(history: list[tuple[ActionKind, int]], action: ActionKind) -> None:
+    for k in range(len(history) - 1, -1, -1):
+        if history[k][0] is action:
+            del history[k]
+            return
 
 
 def minute_of(ts: datetime) -> int:
@@ -80,6 +87,7 @@ class Learned:
     transition: Transition
     update: Update | None
     status: ExecStatus
+    ref: str | None = None  # the execution (e.g. "proposal:12") whose outcome this was
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,16 +222,19 @@ class Healer:
         ep.step.unhealthy += min(unhealthy, minutes)
 
     def _improving(self, step: _Step, view: MinuteView, now: int) -> bool:
-        """Whether to keep watching a step that worked: it succeeded, no stage is failing, and the pipeline meets
-        its SLO again or its freshness is improving (the backlog drains); at most `SETTLE_MINUTES` past
-        completion. Acting again while a fix drains would only disturb it."""
+        """Whether to keep watching a step that worked: it succeeded, no stage is failing, and the backlog drains
+        (freshness improving) or the pipeline meets its SLO with no stage in real distress (over a static limit
+        or warning; stages only statistically unusual are the aftermath); at most `SETTLE_MINUTES` past
+        completion. Acting again while a fix drains would only disturb it, but a second fault that keeps a stage
+        hot while freshness still meets its target must not be watched idly."""
         if step.execution.status is not ExecStatus.SUCCEEDED or step.completed is None or view.health is None:
             return False
         fresh, before = view.health.freshness_minutes, step.freshness
         step.freshness = fresh
         if now - step.completed >= SETTLE_MINUTES or any(h.status is Health.FAILED for h in view.stages):
             return False
-        return view.health.slo_healthy or (before is not None and fresh < before)  # met, or draining
+        distress = any(h.status is Health.DEGRADED and not h.reason.startswith(ANOMALY_PREFIX) for h in view.stages)
+        return (before is not None and fresh < before) or (view.health.slo_healthy and not distress)
 
     def _poll(self, ep: _Episode, pid: str, now: int) -> None:
         step = ep.step
@@ -238,6 +249,8 @@ class Healer:
             spec = self.catalog[exe.request.action]
             step.completed = now
             step.verify_until = now + spec.verify_minutes
+            if exe.status is ExecStatus.FAILED:
+                _forget_last(ep.history, exe.request.action)  # it never took effect: no cooldown to sit out
             if exe.status is ExecStatus.SUCCEEDED and spec.changes_capacity and self.on_capacity_change:
                 self.on_capacity_change(pid, exe.request.stage)
 
@@ -279,7 +292,7 @@ class Healer:
         if step.execution.status is ExecStatus.REJECTED:
             t = Transition(pid, ep.incident_id, ts, step.state, step.choice.action, rejection_reward(self.weights),
                            step.state, False, step.minutes, ())
-            out.learned.append(Learned(t, self.policy.learn(t), ExecStatus.REJECTED))
+            out.learned.append(Learned(t, self.policy.learn(t), ExecStatus.REJECTED, step.execution.ref))
             ep.reward += t.reward
         ep.step = None
 
@@ -291,7 +304,7 @@ class Healer:
                              recovered=recovered, weights=self.weights)
         t = Transition(pid, ep.incident_id, ts, step.state, step.choice.action, reward,
                        None if obs is None else encode(obs), recovered, step.minutes, allowed)
-        out.learned.append(Learned(t, self.policy.learn(t), step.execution.status))
+        out.learned.append(Learned(t, self.policy.learn(t), step.execution.status, step.execution.ref))
         ep.reward += reward
         ep.step = None
 

@@ -115,15 +115,18 @@ def _heal(conn: Connection, healer: Healer, source: TelemetrySource, batch: Tele
         req = d.execution.request
         if req.action is ActionKind.WAIT:
             continue
-        audit.append(conn, actor=f"agent:{policy}", kind="agent_decision", subject=f"pipeline:{d.pipeline_id}",
+        subject = d.execution.ref if d.execution.ref.startswith("proposal:") else f"pipeline:{d.pipeline_id}"
+        audit.append(conn, actor=f"agent:{policy}", kind="agent_decision", subject=subject,
                      detail={"incident_id": d.incident_id, "action": req.action.value, "stage": req.stage.value,
                              "params": req.params, "state": d.state, "reason": d.choice.reason,
                              "execution": d.execution.ref, "status": d.execution.status.value,
                              "sim_time": last.isoformat()})
     for x in result.learned:
         t = x.transition
-        audit.append(conn, actor=f"agent:{policy}", kind="agent_feedback", subject=f"pipeline:{t.pipeline_id}",
-                     detail={"incident_id": t.incident_id, "action": t.action.value, "outcome": x.status.value,
+        subject = x.ref if x.ref and x.ref.startswith("proposal:") else f"pipeline:{t.pipeline_id}"
+        audit.append(conn, actor=f"agent:{policy}", kind="agent_feedback", subject=subject,
+                     detail={"pipeline": t.pipeline_id, "incident_id": t.incident_id, "action": t.action.value,
+                             "outcome": x.status.value,
                              "recovered": t.done, "reward": round(t.reward, 3), "minutes": t.minutes,
                              "sim_time": t.ts.isoformat()})
     return result.decisions, result.learned

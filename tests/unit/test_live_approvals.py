@@ -13,6 +13,7 @@ from engine.execution import queue
 from engine.feedback.reward import rejection_reward
 from engine.model import ActionKind
 from engine.security.roles import Principal, Role
+from engine.service import audit
 from engine.service.runtime import EmbeddedRuntime
 from engine.settings import load_settings
 from engine.store import decision_repo
@@ -63,10 +64,13 @@ def test_a_medium_risk_fix_waits_for_an_operator_then_heals(tmp_path: Path) -> N
     assert [i.pipeline_id for i in closed] == ["orders"]
     with runtime.store.read() as conn:
         [run] = queue.runs(conn).to_dict("records")
-        kinds = [k for (k,) in conn.execute(select(AuditEntryRow.__table__.c.kind))]
+        trail = audit.chain(conn, int(proposal["id"]))
     assert (run["status"], run["approved_by"], run["attempts"]) == ("succeeded", "olga", 1)
-    assert [k for k in kinds if k.startswith(("proposal_", "action_"))][:4] == [
-        "proposal_created", "proposal_approved", "action_started", "action_finished"]
+    # The whole chain about this proposal, in order: proposed, approved, started, finished, learned from.
+    assert [k for k in trail["kind"] if k != "agent_decision"] == [
+        "proposal_created", "proposal_approved", "action_started", "action_finished", "agent_feedback"]
+    assert trail["actor"].tolist()[trail["kind"].tolist().index("proposal_approved")] == "olga"
+    assert trail.iloc[-1]["detail"]["outcome"] == "succeeded"
     runtime.stop()
 
 
