@@ -180,3 +180,18 @@ def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
     out["params"] = [compact(p) for p in out["params"]]
     out["result"] = [json.dumps(r, sort_keys=True, default=str) if r else "" for r in out["result"]]
     return out
+
+
+def linked_proposal(value: str | None) -> int | None:
+    """The proposal id of a ?proposal=N link; None when absent or not a positive number."""
+    try:
+        pid = int(str(value).strip().lstrip("#"))
+    except (TypeError, ValueError):
+        return None
+    return pid if pid > 0 else None
+
+
+def proposal_labels(table: pd.DataFrame) -> dict[int, str]:
+    """Picker labels for the queue's proposals: "#12 remap_schema on orders / transform (pending)"."""
+    return {int(r["id"]): f"#{int(r['id'])} {r['action']} on {r['pipeline_id']} / {r['stage']} ({r['status']})"
+            for _, r in table.iterrows()}

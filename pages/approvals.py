@@ -205,11 +205,26 @@ def evidence(pid: int) -> None:
             st.caption(f"Run #{run['id']}: {run['status']}" + (f" on {run['worker']}" if run.get("worker") else ""))
 
 
+# A proposal to open: the table's selection, else the picker, else a link (?proposal=12, e.g. from an alert).
+linked = panel.linked_proposal(st.query_params.get("proposal"))
+labels = panel.proposal_labels(table)
+if linked is not None and linked not in labels:
+    labels = {linked: f"#{linked}", **labels}
+opened = st.selectbox("Open a proposal", list(labels), index=list(labels).index(linked) if linked in labels else None,
+                      format_func=labels.get, placeholder="Pick one, or select rows in the table",
+                      key="appr_open") if labels else None
+if opened is not None:
+    st.query_params["proposal"] = str(opened)
+elif "proposal" in st.query_params:
+    del st.query_params["proposal"]
 if selection.ids:
     if len(selection.ids) > 1:
         st.caption(f"Evidence of the first of {len(selection.ids)} selected proposals.")
     with st.container(border=True):
         evidence(selection.ids[0])
+elif opened is not None:
+    with st.container(border=True):
+        evidence(int(opened))
 
 # -- history ----------------------------------------------------------------------------------------------------------
 st.subheader("History", anchor=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, time, timedelta
 
+import pandas as pd
 import streamlit as st
 
 from console.services import runtime_or_stop
@@ -65,8 +66,8 @@ if pid is not None:
     if trail.empty:
         st.info(f"No entries about proposal #{int(pid)}.", icon=":material/search_off:")
     else:
-        st.dataframe(trail.assign(detail=[json.dumps(d, sort_keys=True, default=str) for d in trail["detail"]]),
-                     hide_index=True, width="stretch", key="audit_chain",
-                     column_config={"id": st.column_config.NumberColumn("#", format="%d"),
-                                    "ts": st.column_config.DatetimeColumn("When (UTC)",
-                                                                          format="YYYY-MM-DD HH:mm:ss")})
+        # A short story, read top to bottom: a plain table (selectable, printable) rather than a grid.
+        st.table(pd.DataFrame({
+            "When (UTC)": [f"{pd.Timestamp(t):%Y-%m-%d %H:%M:%S}" for t in trail["ts"]],
+            "Who": trail["actor"], "What": trail["kind"], "About": trail["subject"],
+            "Detail": [json.dumps(d, sort_keys=True, default=str) for d in trail["detail"]]}).set_index("When (UTC)"))

@@ -335,3 +335,20 @@ def test_the_evidence_window_is_anchored_at_the_simulated_minute_of_the_proposal
     with rt.store.read() as conn:
         fallback = evidence_window(conn, chat)
     assert fallback is not None and fallback.at is None and fallback.end == last + timedelta(minutes=1)
+
+
+def test_a_link_or_the_picker_opens_one_proposal_without_touching_the_table(rt: EmbeddedRuntime) -> None:
+    first, second = propose(rt), propose(rt, action="remap_schema")
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["proposal"] = str(second)
+    at = run(at)
+    assert at.selectbox(key="appr_open").value == second
+    assert any(s.value.startswith(f"#{second} · remap_schema on orders / transform") for s in at.subheader)
+    at.selectbox(key="appr_open").set_value(first)
+    at = run(at)
+    assert any(s.value.startswith(f"#{first} · scale_workers on orders / transform") for s in at.subheader)
+    assert at.button(key=f"appr_approve_{first}").disabled is False
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["proposal"] = "not-a-number"
+    at = run(at)
+    assert at.selectbox(key="appr_open").value is None  # a bad link opens nothing and breaks nothing

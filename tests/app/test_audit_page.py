@@ -115,14 +115,14 @@ def test_the_chain_of_one_proposal_is_in_order(rt: EmbeddedRuntime, history: tup
     at = run(AppTest.from_file(PAGE, default_timeout=60))
     at.number_input(key="audit_chain_id").set_value(approved)
     at = run(at)
-    assert len(at.dataframe) == 2
-    chain = at.dataframe[1].value  # below the log
-    kinds = list(chain["kind"])
+    assert len(at.dataframe) == 1 and len(at.table) == 1  # the log as a grid, the chain as a plain table below
+    chain = at.table[0].value
+    kinds = list(chain["What"])
     assert kinds[:3] == ["proposal_created", "proposal_edited", "proposal_approved"]
     assert "action_started" in kinds and kinds.index("action_started") > 2
-    assert list(chain["ts"]) == sorted(chain["ts"])
-    run_id = json.loads(chain["detail"][2])["run_id"]
-    assert set(chain["subject"][3:]) == {f"run:{run_id}"}
+    assert list(chain.index) == sorted(chain.index)
+    run_id = json.loads(chain["Detail"].iloc[2])["run_id"]
+    assert set(chain["About"].iloc[3:]) == {f"run:{run_id}"}
 
 
 def test_the_router_lists_the_audit_page(rt: EmbeddedRuntime) -> None:
