@@ -205,6 +205,12 @@ class Worker:
             else:
                 alive.append((run_id, pipeline_id))
         with self.store.transaction() as conn:
+            released = self.clock()
+            # Lock the leases this transaction renews or releases in pipeline order, the order claims take them in:
+            # a multi-row UPDATE locks in scan order and deadlocked against another worker's claim (PostgreSQL).
+            conn.execute(select(L.c.pipeline_id).where(L.c.worker == self.name, or_(
+                L.c.expires_at > released, L.c.pipeline_id.in_([p for _, p in alive])))
+                .order_by(L.c.pipeline_id).with_for_update())
             if alive:
                 conn.execute(update(R).where(R.c.id.in_([r for r, _ in alive]), R.c.worker == self.name)
                              .values(lease_expires_at=now + self.lease))
@@ -213,7 +219,6 @@ class Worker:
             # Pipelines with nothing running for this worker go back to the pool. The lease is expired in place,
             # not deleted: a deleted row would restart the next holder at epoch 1 (no longer a fencing token), and
             # expiring it at a fresh `released` means the next holder's clock is past this worker's last finish.
-            released = self.clock()
             held = select(R.c.pipeline_id).where(R.c.status == "running", R.c.worker == self.name)
             conn.execute(update(L).where(L.c.worker == self.name, L.c.expires_at > released,
                                          L.c.pipeline_id.not_in(held)).values(expires_at=released))
