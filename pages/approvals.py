@@ -81,7 +81,10 @@ if selection.moved:  # the queue changed under the selection: draw it afresh whe
     key = f"appr_queue_{st.session_state['appr_version']}"
 st.session_state["appr_shown"] = ids
 
-st.subheader(f"Queue ({len(table)})", anchor=False)
+head, refresh = st.columns([5, 1], vertical_alignment="bottom")
+head.subheader(f"Queue ({len(table)})", anchor=False)
+refresh.button("Refresh", icon=":material/refresh:", key="appr_refresh", help="Read the queue again (new proposals, "
+               "decisions by others, expiries).")
 if table.empty:
     st.success("Nothing matches these filters.", icon=":material/check_circle:")
 else:

@@ -8,12 +8,14 @@ Server logs and screenshots land in ``artifacts/e2e/``.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -94,36 +96,48 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Serve the console with Streamlit on a free port, on its own SQLite store; yield the base URL."""
+@contextmanager
+def serve_console(data_dir: Path, *, name: str = "console-server", env: Mapping[str, str] | None = None,
+                  secrets: Path | None = None) -> Iterator[str]:
+    """Serve the console with Streamlit on a free port on its own SQLite store in `data_dir`; yield the base URL.
+
+    `secrets` is the only secrets file the server reads (default: an empty one in `data_dir`), so a developer's
+    own .streamlit/secrets.toml (local users, OIDC) never changes what a journey sees.
+    """
     app = REPO_ROOT / os.environ.get("SELFHEAL_E2E_APP", "console/app.py")
     if not app.is_file():
         pytest.fail(f"no Streamlit app at {app}", pytrace=False)
-    data_dir = tmp_path_factory.mktemp("console-data")
-    env = {
-        **os.environ,
-        "SELFHEAL_DATA_DIR": str(data_dir),
-        "SELFHEAL_DATABASE_URL": f"sqlite:///{data_dir}/selfheal.db",
-    }
+    if secrets is None:
+        secrets = data_dir / "secrets.toml"
+        secrets.touch()
+    full_env = {**os.environ, "SELFHEAL_DATA_DIR": str(data_dir),
+                "SELFHEAL_DATABASE_URL": f"sqlite:///{data_dir}/selfheal.db", **(env or {})}
     port = str(_free_port())
     options = {
         "server.headless": "true",
         "server.port": port,
         "server.address": "127.0.0.1",
         "browser.gatherUsageStats": "false",
+        "secrets.files": str(secrets),
     }
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), *(f"--{k}={v}" for k, v in options.items())]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    stdout_log, stderr_log = ARTIFACTS / "console-server.out.log", ARTIFACTS / "console-server.err.log"
+    stdout_log, stderr_log = ARTIFACTS / f"{name}.out.log", ARTIFACTS / f"{name}.err.log"
     base_url = f"http://127.0.0.1:{port}"
     with stdout_log.open("wb") as out, stderr_log.open("wb") as err:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=full_env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
         try:
             _wait_until_healthy(proc, f"{base_url}/_stcore/health", stderr_log)
             yield base_url
         finally:
             _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The console in its embedded default (open mode, 12 pipelines) for the session's journeys."""
+    with serve_console(tmp_path_factory.mktemp("console-data")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -154,6 +168,27 @@ def console_page(browser_page: Page, console_server: str) -> Page:
     browser_page.goto(console_server)
     wait_for_app_run(browser_page)
     return browser_page
+
+
+def choose(page: Page, label: str, option: str | re.Pattern[str], attempts: int = 5) -> None:
+    """Pick `option` in the Streamlit selectbox labelled `label`.
+
+    The dropdown closes when the page moves under it (an expander still opening, a live refresh above it), so
+    opening it is retried a bounded number of times, each with a short deadline.
+    """
+    box = page.get_by_test_id("stSelectbox").filter(has_text=label)
+    listbox = page.get_by_role("listbox", name=label)
+    for attempt in range(attempts):
+        box.click()
+        try:
+            expect(listbox).to_be_visible(timeout=2_000)
+            break
+        except AssertionError:
+            if attempt == attempts - 1:
+                raise
+            page.keyboard.press("Escape")
+    listbox.get_by_role("option", name=option, exact=True).click()
+    expect(page.get_by_role("combobox", name=label)).to_have_value(option)
 
 
 def wait_for_app_run(page: Page, timeout_ms: float = 30_000) -> None:

@@ -8,31 +8,12 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
+from tests.e2e.conftest import choose
+
 # The twin ticks every second and the fleet panel refreshes every 2 s: a fault shows within a few
 # seconds; the bound leaves room for a slow CI machine.
 FAULT_VISIBLE_MS = 20_000
 PAGE_READY_MS = 30_000
-
-
-def choose(page: Page, label: str, option: str, attempts: int = 5) -> None:
-    """Pick `option` in the Streamlit selectbox labelled `label`.
-
-    The dropdown closes when the page moves under it (the expander still opening, a live refresh
-    above it), so opening it is retried a bounded number of times, each with a short deadline.
-    """
-    box = page.get_by_test_id("stSelectbox").filter(has_text=label)
-    listbox = page.get_by_role("listbox", name=label)
-    for attempt in range(attempts):
-        box.click()
-        try:
-            expect(listbox).to_be_visible(timeout=2_000)
-            break
-        except AssertionError:
-            if attempt == attempts - 1:
-                raise
-            page.keyboard.press("Escape")
-    listbox.get_by_role("option", name=option, exact=True).click()
-    expect(page.get_by_role("combobox", name=label)).to_have_value(option)
 
 
 def test_inject_schema_drift_turns_transform_failed(console_page: Page, snap: Callable[[Page, str], Path]) -> None:
