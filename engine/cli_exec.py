@@ -9,7 +9,6 @@ approve is refused like in the console. Workers need no user: they only execute 
 
 from __future__ import annotations
 
-import csv
 import json
 import signal
 import sys
@@ -262,28 +261,16 @@ def audit_export(
     kind: Annotated[list[str] | None, typer.Option(help="Only these kinds (repeat), e.g. proposal_approved.")]
     = None,
 ) -> None:
-    """Write audit entries, oldest first, as CSV: id, ts, actor, kind, subject, detail (JSON)."""
-    from sqlalchemy import select
+    """Write audit entries, oldest first, as CSV: id, ts, actor, kind, subject, detail (JSON); the same format as
+    the Audit log page's export."""
+    from engine.service.audit import entries, to_csv
 
-    from engine.store.tables import AuditEntryRow
-
-    a = AuditEntryRow.__table__
     try:
         start = _parse_since(since)
-        q = select(a.c.id, a.c.ts, a.c.actor, a.c.kind, a.c.subject, a.c.detail).order_by(a.c.id)
-        if start is not None:
-            q = q.where(a.c.ts >= start)
-        if kind:
-            q = q.where(a.c.kind.in_(kind))
         with _store().read() as conn:
-            rows = conn.execute(q).all()
+            rows = entries(conn, kinds=kind or None, start=start, limit=2**62).iloc[::-1]
         csv_out.parent.mkdir(parents=True, exist_ok=True)
-        with csv_out.open("w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["id", "ts", "actor", "kind", "subject", "detail"])
-            for r in rows:
-                ts = r.ts if r.ts.tzinfo else r.ts.replace(tzinfo=UTC)
-                w.writerow([r.id, ts.isoformat(), r.actor, r.kind, r.subject, json.dumps(r.detail, sort_keys=True)])
+        csv_out.write_bytes(to_csv(rows))
     except OSError as e:
         raise _fail(SelfhealError(f"cannot write {csv_out}: {e}")) from e
     except SelfhealError as e:
