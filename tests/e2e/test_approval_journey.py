@@ -90,8 +90,8 @@ def test_inject_propose_approve_recover_audit(browser_page: Page, journey_consol
     # 3. The operator approves it.
     page.get_by_role("button", name="Approve", exact=True).click()
     wait_for_app_run(page)
-    expect(page.get_by_test_id("stAlertContentSuccess")).to_contain_text(
-        f"#{proposal_id} approved: run #", timeout=PAGE_READY_MS)
+    expect(page.get_by_test_id("stAlertContentSuccess").filter(has_text=f"#{proposal_id} approved: run #")
+           ).to_be_visible(timeout=PAGE_READY_MS)
 
     # 4. The pipeline recovers on the Fleet page (live panel, no reloads).
     page.get_by_role("link", name="Fleet health").click()
