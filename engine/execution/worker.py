@@ -104,16 +104,20 @@ class Worker:
                 R.c.status == "queued", and_(R.c.status == "running", R.c.lease_expires_at < now)))
                 .order_by(R.c.id).limit(self.batch * 4).with_for_update(skip_locked=True))
             candidates = conn.execute(q).all()
-            busy = {r.pipeline_id for r in conn.execute(select(R.c.pipeline_id).where(
-                R.c.status == "running", R.c.lease_expires_at >= now))}
+            running = conn.execute(select(R.c.pipeline_id, R.c.lease_expires_at >= now).where(
+                R.c.status == "running")).all()
+            busy = {pid for pid, live in running if live}  # a live worker is on it
+            # A dead worker's run is reconciled before anything else starts on its pipeline: until then the twin
+            # may still be carrying that action out.
+            stale = {pid for pid, live in running if not live}
             taken: list[int] = []
             # Lease in pipeline order: two workers upserting the same leases always lock them in the same order
             # (no deadlock between their transactions on PostgreSQL).
             for c in sorted(candidates, key=lambda c: (c.pipeline_id, c.id)):
                 if len(taken) >= self.batch:
                     break
-                if c.pipeline_id in busy:
-                    continue  # one run at a time per pipeline (a live worker is on it)
+                if c.pipeline_id in busy or (c.status == "queued" and c.pipeline_id in stale):
+                    continue  # one run at a time per pipeline
                 epoch = self._lease(conn, c.pipeline_id, now)
                 if epoch is None:
                     continue  # another worker holds the pipeline
@@ -167,8 +171,11 @@ class Worker:
             out.submitted.append(run.id)
         now = self.clock()
         with self.store.transaction() as conn:
-            conn.execute(update(R).where(R.c.id == run.id, R.c.worker == self.name, R.c.status == "running")
-                         .values(executor=self.executor.name, result={"ref": exe.ref, "detail": exe.detail}))
+            mine = conn.execute(update(R).where(R.c.id == run.id, R.c.worker == self.name, R.c.status == "running")
+                                .values(executor=self.executor.name, result={"ref": exe.ref, "detail": exe.detail}))
+            if mine.rowcount != 1:
+                log.warning("worker %s: lost run %s to another worker while starting it", self.name, run.id)
+                return  # the successor asks the executor about the key and records what happened
             kind = "action_adopted" if not sent else ("action_started" if out.submitted[-1:] == [run.id]
                                                        else "action_abandoned")
             append(conn, actor=self.actor, kind=kind, subject=f"run:{run.id}",

@@ -135,3 +135,30 @@ def test_worker_dead_after_claiming_the_successor_sends_once(db_url: str) -> Non
     assert count(store, C) == 1 and rig.assert_each_command_applied_once() == 1
     assert audit_kinds(store, f"run:{run.id}") == ["run_taken_over", "action_started", "action_finished"]
     store.dispose()
+
+
+def test_a_dead_workers_run_is_reconciled_before_the_next_run_on_its_pipeline(db_url: str) -> None:
+    store = open_store(db_url)
+    rig = HostedTwin(store, pipelines=3)
+    operator = Principal("olga", Role.OPERATOR)
+    first = _queue_one(store, rig, action="retry_with_backoff")
+    approve(store, operator, first, reason="go")
+    now = utcnow()
+    dead = Worker(store, InboxExecutor(store, "dead"), "dead", lease_seconds=5, clock=lambda: now)
+    dead.step()  # sends the first action, then dies without ever following it
+    second = _queue_one(store, rig, action="restart_task")
+    approve(store, operator, second, reason="then this")
+
+    # Another worker past the dead one's lease: it adopts the first run and leaves the second queued while the
+    # first may still be running in the twin (one action at a time per pipeline, crash or not).
+    later = Worker(store, InboxExecutor(store, "later"), "later", lease_seconds=30,
+                   clock=lambda: utcnow() + timedelta(seconds=10))
+    step = later.step()
+    assert step.taken_over == [_run(store, first).id] and step.submitted == []
+    assert _run(store, second).status == "queued"
+    wait_for("both runs to finish", lambda: _run(store, second).status in FINAL, timeout=30,
+             between=lambda: (later.step(), rig.pump()))
+    one, two = _run(store, first), _run(store, second)
+    assert one.finished_at <= two.started_at  # the second started only once the first was settled
+    assert count(store, C) == 2 and rig.assert_each_command_applied_once() == 2
+    store.dispose()
