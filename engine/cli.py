@@ -167,8 +167,9 @@ def agent(
     = None,
     ticks: Annotated[int | None, typer.Option(help="Stop after this many ticks (default: run until stopped).")]
     = None,
-    policy: Annotated[str, typer.Option(help="Decide and act on open incidents: none, qlearning (the stored "
-                                        "Q-table, learning live), rules, manual.")] = "none",
+    policy: Annotated[str | None, typer.Option(help="Decide on open incidents and propose fixes: auto (the stored "
+                                               "Q-table once trained, else rules), qlearning (learning live), rules, "
+                                               "manual, none (default: SELFHEAL_AGENT_POLICY, auto).")] = None,
     *,
     worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Execute approved actions in this process "
                                          "too; --no-worker leaves them to `selfheal worker` processes (this "

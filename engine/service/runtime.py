@@ -120,10 +120,15 @@ class EmbeddedRuntime:
         """
         if policy == "none":
             return None
-        agent = memory.load_policy(self.store, explore=True, learning=True) if policy == "qlearning" else None
-        if agent is not None:
+        if policy == "qlearning":
+            agent = memory.load_policy(self.store, explore=True, learning=True)
+            if not agent.table.values:
+                raise SelfhealError("the qlearning policy needs a trained table: run `selfheal train` first "
+                                    "(or use SELFHEAL_AGENT_POLICY=auto, which uses the runbook until then)")
             agent.episodes = max(agent.episodes, 10_000)  # ε at its floor: exploration stays small on live data
-        chosen = make_policy(policy, _NoTruth, agent)
+            chosen = agent  # learns from every outcome and every rejection, persisted each tick
+        else:
+            chosen = make_policy(policy, _NoTruth, None)
         return Healer(chosen, ProposalGateway(self.execution_policy, agent_principal(policy)),
                       rng=np.random.default_rng([self.settings.seed, 5]),
                       on_capacity_change=self.scorer.rebaseline)

@@ -124,3 +124,39 @@ def test_the_default_policy_lets_low_risk_fixes_run_on_their_own(tmp_path: Path)
         "approved", "policy:low-risk fixes", "low-risk fixes")
     assert first["run_status"] in ("running", "succeeded", "failed")
     runtime.stop()
+
+
+def test_the_learned_policy_learns_a_rejection_live_and_keeps_it(tmp_path: Path) -> None:
+    from engine.decision.qlearning import QTable
+    from engine.feedback import memory
+    from engine.store.db import Store
+
+    (tmp_path / "policy.toml").write_text("version = 1\n")  # nothing auto-executes: every proposal waits
+    store = Store.open(f"sqlite:///{tmp_path / 'selfheal.db'}")
+    seeded = QTable()
+    seeded.set("some-other-state", ActionKind.WAIT, -1.0)  # a trained table exists (its rows are irrelevant)
+    with store.transaction() as conn:
+        memory.save_table(conn, seeded)
+    store.dispose()
+    runtime = _runtime(tmp_path, policy="qlearning")
+    runtime.inject_fault("orders", "transform", "schema_drift", actor=OPERATOR)
+    proposal = _pending(runtime)
+    with runtime.store.read() as conn:
+        state = queue.proposal(conn, int(proposal["id"]))["evidence"]["state"]
+    queue.reject(runtime.store, OPERATOR, int(proposal["id"]), "not this one")
+    runtime.advance(1)
+    with runtime.store.read() as conn:
+        moved = {(s, a): v for s, a, v, _ in decision_repo.load_q_values(conn, "qlearning")}
+        frame = decision_repo.recent_transitions(conn, "qlearning")
+    rejected = frame[frame["outcome"] == "rejected"].iloc[0]
+    assert (rejected["state"], rejected["action"]) == (state, proposal["action"])
+    assert rejected["q_after"] < rejected["q_before"]  # the penalty moved the value down …
+    assert moved[(state, proposal["action"])] == pytest.approx(rejected["q_after"])  # … and it is in the store
+    runtime.stop()
+
+
+def test_qlearning_without_a_trained_table_is_a_clear_error(tmp_path: Path) -> None:
+    from engine.errors import SelfhealError
+
+    with pytest.raises(SelfhealError, match="needs a trained table"):
+        _runtime(tmp_path, policy="qlearning")
