@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from engine.model import Incident, Stage
 from engine.store import repo
-from engine.store.tables import IncidentRow
 
 BEFORE = timedelta(minutes=60)
 AFTER = timedelta(minutes=30)
@@ -35,11 +34,7 @@ class EvidenceWindow:
 
 def incident(conn: Connection, incident_id: int | None) -> Incident | None:
     """The incident a proposal answers, or None."""
-    if incident_id is None:
-        return None
-    t = IncidentRow.__table__
-    row = conn.execute(select(t).where(t.c.id == incident_id)).first()
-    return None if row is None else repo._incident(row)
+    return None if incident_id is None else repo.get_incident(conn, incident_id)
 
 
 def _sim_time(evidence: dict[str, Any]) -> datetime | None:

@@ -14,8 +14,9 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, case, func, insert, select
 
-from engine.model import METRICS, Incident, IncidentStatus, Stage
-from engine.store.tables import EventRow, IncidentRow, PipelineHealthRow, ProposalRow, StageMinuteRow
+from engine.model import METRICS, Incident, Stage
+from engine.store import repo
+from engine.store.tables import EventRow, PipelineHealthRow, ProposalRow, StageMinuteRow
 
 
 def error_totals(conn: Connection, start: datetime, end: datetime, *, pipeline_ids: Sequence[str] | None = None,
@@ -114,14 +115,7 @@ def metric_by_component(conn: Connection, start: datetime, end: datetime, metric
 
 
 def get_incident(conn: Connection, incident_id: int) -> Incident | None:
-    t = IncidentRow.__table__
-    r = conn.execute(select(t).where(t.c.id == incident_id)).first()
-    if r is None:
-        return None
-    return Incident(id=r.id, pipeline_id=r.pipeline_id, status=IncidentStatus(r.status), opened_at=r.opened_at,
-                    onset_at=r.onset_at, stage=Stage(r.stage) if r.stage else None, error_type=r.error_type,
-                    confidence=r.confidence, evidence=r.evidence or {}, closed_at=r.closed_at,
-                    updated_at=r.updated_at)
+    return repo.get_incident(conn, incident_id)
 
 
 # -- proposals ------------------------------------------------------------------------------------

@@ -193,6 +193,13 @@ def incidents_between(conn: Connection, start: datetime, end: datetime,
     return [_incident(r) for r in conn.execute(q.order_by(t.c.onset_at, t.c.id))]
 
 
+def get_incident(conn: Connection, incident_id: int) -> Incident | None:
+    """One incident by id (None when there is none)."""
+    t = IncidentRow.__table__
+    row = conn.execute(select(t).where(t.c.id == incident_id)).first()
+    return None if row is None else _incident(row)
+
+
 def save_incident(conn: Connection, incident: Incident) -> int:
     """Insert a new incident (id None) or update an existing one; returns its id."""
     t = IncidentRow.__table__
