@@ -127,6 +127,11 @@ def decide(proposal: dict[str, Any]) -> None:
     pid = proposal["id"]
     fields = panel.param_fields(proposal["action"])
     current = proposal.get("params") or {}
+    # What this operator saw when they clicked is what the last run drew; the engine refuses to decide if the
+    # parameters changed since (someone else's edit), so what runs is what was approved.
+    seen_key = f"appr_seen_{pid}"
+    seen = st.session_state.get(seen_key, current)
+    st.session_state[seen_key] = current
     if fields:
         st.markdown("**Parameters**")
         values: dict[str, Any] = {}
@@ -148,13 +153,14 @@ def decide(proposal: dict[str, Any]) -> None:
                 values[f.name] = value
         save = st.button("Save parameters", icon=":material/tune:", key=f"appr_save_{pid}", disabled=not deciding,
                          help=panel.VIEWER_HINT if not deciding else "Only the ticked parameters are kept.")
-        if save and attempt(lambda: queue.edit_params(runtime.store, principal, pid, values)) is not None:
+        if save and attempt(lambda: queue.edit_params(runtime.store, principal, pid, values,
+                                                                 expected_params=seen)) is not None:
             flash("success", f"#{pid}: parameters saved ({panel.compact(values) or 'none'}).")
             st.rerun()
     a, r = st.columns(2)
     if a.button("Approve", type="primary", icon=":material/check:", key=f"appr_approve_{pid}", disabled=not deciding,
                 help=panel.VIEWER_HINT if not deciding else "Queues the action once with the saved parameters."):
-        done = attempt(lambda: queue.approve(runtime.store, principal, pid))
+        done = attempt(lambda: queue.approve(runtime.store, principal, pid, expected_params=seen))
         if done is not None:
             flash("success", f"#{pid} approved: run #{done.run_id} queued.")
             clear_selection()

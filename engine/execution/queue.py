@@ -182,15 +182,31 @@ def _explain_conflict(conn: Connection, pid: int, now: datetime) -> None:
     raise ConflictError(f"proposal #{pid} is already {row.status}{who}{when}")
 
 
+def _locked(conn: Connection, proposal_id: int, expected_params: Mapping[str, Any] | None) -> Any:
+    """The proposal's row, locked for this transaction (PostgreSQL; SQLite's write lock is already held); a
+    ConflictError when someone changed its parameters since the caller saw `expected_params`."""
+    row = conn.execute(select(P.c.action, P.c.params, P.c.updated_at).where(P.c.id == proposal_id)
+                       .with_for_update()).first()
+    if row is None:
+        raise NotFoundError(f"no proposal #{proposal_id}")
+    if expected_params is not None and dict(expected_params) != (row.params or {}):
+        raise ConflictError(f"proposal #{proposal_id}'s parameters changed since you opened it (now "
+                            f"{row.params or {}}); look again before deciding")
+    return row
+
+
 def approve(store: Store, actor: Principal, proposal_id: int, *, params: Mapping[str, Any] | None = None,
-            reason: str = "", now: datetime | None = None) -> Decided:
-    """An operator approves a pending proposal (optionally with edited parameters): its run is queued once."""
+            reason: str = "", now: datetime | None = None,
+            expected_params: Mapping[str, Any] | None = None) -> Decided:
+    """An operator approves a pending proposal (optionally with edited parameters): its run is queued once.
+
+    `expected_params` are the parameters the operator saw: if someone edited them since, nothing is approved
+    (ConflictError), so what runs is what was approved.
+    """
     require(actor, Permission.DECIDE)
     now = now or utcnow()
     with store.transaction() as conn:
-        before = conn.execute(select(P.c.action, P.c.params).where(P.c.id == proposal_id)).first()
-        if before is None:
-            raise NotFoundError(f"no proposal #{proposal_id}")
+        before = _locked(conn, proposal_id, expected_params)
         new_params = None
         if params is not None:
             new_params = check_params(ActionKind(before.action), dict(params))
@@ -221,14 +237,13 @@ def reject(store: Store, actor: Principal, proposal_id: int, reason: str, *, now
 
 
 def edit_params(store: Store, actor: Principal, proposal_id: int, params: Mapping[str, Any], *,
-                now: datetime | None = None) -> dict[str, Any]:
-    """Change a pending proposal's parameters within their bounds; returns the new parameters."""
+                now: datetime | None = None, expected_params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Change a pending proposal's parameters within their bounds; returns the new parameters. With
+    `expected_params` (what the editor saw), a concurrent edit is a ConflictError instead of being overwritten."""
     require(actor, Permission.DECIDE)
     now = now or utcnow()
     with store.transaction() as conn:
-        row = conn.execute(select(P.c.action, P.c.params, P.c.status).where(P.c.id == proposal_id)).first()
-        if row is None:
-            raise NotFoundError(f"no proposal #{proposal_id}")
+        row = _locked(conn, proposal_id, expected_params)
         new = check_params(ActionKind(row.action), dict(params))
         won = conn.execute(update(P).where(P.c.id == proposal_id, P.c.status == "pending")
                            .values(params=new, updated_at=now))

@@ -352,3 +352,21 @@ def test_a_link_or_the_picker_opens_one_proposal_without_touching_the_table(rt: 
     at.query_params["proposal"] = "not-a-number"
     at = run(at)
     assert at.selectbox(key="appr_open").value is None  # a bad link opens nothing and breaks nothing
+
+
+def test_approving_what_someone_else_just_edited_is_refused_on_the_page(rt: EmbeddedRuntime) -> None:
+    pid = propose(rt, params={"workers": 4})
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["proposal"] = str(pid)
+    at = run(at)  # olga (open-mode admin here) sees 4 workers …
+    queue.edit_params(rt.store, Principal("bob", Role.OPERATOR), pid, {"workers": 16})  # … bob changes it
+    at.button(key=f"appr_approve_{pid}").click()
+    at = run(at)
+    assert any("parameters changed since you opened it" in e.value for e in at.error)
+    with rt.store.read() as conn:
+        assert conn.execute(select(func.count()).select_from(ActionRunRow.__table__)).scalar_one() == 0
+    at.button(key=f"appr_approve_{pid}").click()  # having seen 16 now, the approval goes through
+    at = run(at)
+    assert not at.error
+    with rt.store.read() as conn:
+        assert queue.proposal(conn, pid)["run"]["params"] == {"workers": 16}

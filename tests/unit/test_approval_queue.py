@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from engine.errors import (
     ActionParamsError,
+    ConflictError,
     PermissionDenied,
     PolicyError,
     SelfhealError,
@@ -156,3 +157,17 @@ def test_expiry_moves_only_due_pending_proposals_and_audits_them(store: Store) -
                                .where(AuditEntryRow.__table__.c.kind == "proposal_expired")).scalars().all()
     assert status == {old: "expired", young: "pending", decided: "approved"}
     assert expired == [f"proposal:{old}"]
+
+
+def test_a_decision_on_parameters_someone_else_changed_is_refused(store: Store) -> None:
+    pid = file(store, workers=4)
+    seen = {"workers": 4}
+    edit_params(store, Principal("bob", Role.OPERATOR), pid, {"workers": 12}, expected_params=seen, now=T0)
+    before = rows(store)
+    with pytest.raises(ConflictError, match="parameters changed since you opened it"):
+        approve(store, OPERATOR, pid, expected_params=seen, now=T0)  # olga saw 4 workers, not bob's 12
+    with pytest.raises(ConflictError, match="parameters changed"):
+        edit_params(store, OPERATOR, pid, {"workers": 6}, expected_params=seen, now=T0)
+    assert rows(store) == before  # nothing approved, nothing overwritten, nothing audited
+    done = approve(store, OPERATOR, pid, expected_params={"workers": 12}, now=T0)  # after looking again
+    assert done.run_id is not None
