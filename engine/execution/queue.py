@@ -219,19 +219,30 @@ def approve(store: Store, actor: Principal, proposal_id: int, *, params: Mapping
     return Decided(proposal_id, "approved", run_id)
 
 
+def _required(reason: str, what: str) -> str:
+    if not reason or not reason.strip():
+        raise SelfhealError(f"a {what} needs a reason")
+    return reason.strip()
+
+
+def _close_pending(conn: Connection, proposal_id: int, status: str, *, actor: Principal, reason: str,
+                   now: datetime) -> bool:
+    """pending → `status` with who, when and why; False when it was no longer pending."""
+    won = conn.execute(update(P).where(P.c.id == proposal_id, P.c.status == "pending").values(
+        status=status, decided_by=actor.label, decided_at=now, reason=reason, updated_at=now))
+    return won.rowcount == 1
+
+
 def reject(store: Store, actor: Principal, proposal_id: int, reason: str, *, now: datetime | None = None) -> Decided:
     """An operator rejects a pending proposal; the reason is required (it teaches the agent and the auditors)."""
     require(actor, Permission.DECIDE)
-    if not reason or not reason.strip():
-        raise SelfhealError("a rejection needs a reason")
+    reason = _required(reason, "rejection")
     now = now or utcnow()
     with store.transaction() as conn:
-        won = conn.execute(update(P).where(P.c.id == proposal_id, P.c.status == "pending").values(
-            status="rejected", decided_by=actor.label, decided_at=now, reason=reason.strip(), updated_at=now))
-        if won.rowcount != 1:
+        if not _close_pending(conn, proposal_id, "rejected", actor=actor, reason=reason, now=now):
             _explain_conflict(conn, proposal_id, now)
         append(conn, actor=actor.label, kind="proposal_rejected", subject=f"proposal:{proposal_id}", at=now,
-               detail={"reason": reason.strip()})
+               detail={"reason": reason})
     log.info("proposal %s rejected by %s", proposal_id, actor.label)
     return Decided(proposal_id, "rejected", None)
 
@@ -258,13 +269,10 @@ def cancel(store: Store, actor: Principal, proposal_id: int, reason: str, *, now
     """Withdraw a proposal that has not started: a pending one is cancelled, an approved one's queued run is
     cancelled before any worker takes it. A run already running cannot be withdrawn (ConflictError)."""
     require(actor, Permission.DECIDE)
-    if not reason or not reason.strip():
-        raise SelfhealError("a cancellation needs a reason")
+    reason = _required(reason, "cancellation")
     now = now or utcnow()
     with store.transaction() as conn:
-        won = conn.execute(update(P).where(P.c.id == proposal_id, P.c.status == "pending").values(
-            status="cancelled", decided_by=actor.label, decided_at=now, reason=reason.strip(), updated_at=now))
-        if won.rowcount == 1:
+        if _close_pending(conn, proposal_id, "cancelled", actor=actor, reason=reason, now=now):
             what = "proposal"
         else:
             run = conn.execute(update(R).where(R.c.proposal_id == proposal_id, R.c.status == "queued").values(
@@ -276,7 +284,7 @@ def cancel(store: Store, actor: Principal, proposal_id: int, reason: str, *, now
                 raise ConflictError(f"proposal #{proposal_id}'s run is already {row.status}: it cannot be withdrawn")
             what = "run"
         append(conn, actor=actor.label, kind="proposal_cancelled", subject=f"proposal:{proposal_id}", at=now,
-               detail={"reason": reason.strip(), "withdrawn": what})
+               detail={"reason": reason, "withdrawn": what})
     return what
 
 
