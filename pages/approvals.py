@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -257,7 +258,9 @@ admin = panel.can_change_policy(principal)
 with st.expander("Edit the policy", icon=":material/edit:", expanded=False):
     if not admin:
         st.info(panel.ADMIN_HINT, icon=":material/admin_panel_settings:")
-    text = st.text_area("Policy (TOML)", value=file_text, height=320, key="appr_policy_text", disabled=not admin)
+    # Keyed on the file's text: when the file changes (another admin, `selfheal policy`), the editor starts afresh.
+    text = st.text_area("Policy (TOML)", value=file_text, height=320, disabled=not admin,
+                        key=f"appr_policy_text_{hashlib.sha1(file_text.encode()).hexdigest()[:12]}")
     if st.button("Save policy", type="primary", icon=":material/save:", key="appr_policy_save", disabled=not admin,
                  help=panel.ADMIN_HINT if not admin else "Validated first; nothing changes if it is invalid."):
         try:

@@ -254,14 +254,14 @@ def test_admin_saving_an_invalid_policy_changes_nothing(rt: EmbeddedRuntime) -> 
     path.write_text(VALID)
     before = rt.execution_policy()
     at = page()  # open mode: the admin "local"
-    at.text_area(key="appr_policy_text").input(VALID.replace('max_risk = "low"', 'max_risk = "extreme"'))
+    policy_box(at).input(VALID.replace('max_risk = "low"', 'max_risk = "extreme"'))
     at.button(key="appr_policy_save").click()
     at = run(at)
     error = texts(at.error)
     assert "Not saved" in error and "max_risk" in error
     assert path.read_text() == VALID and rt.execution_policy() == before
 
-    at.text_area(key="appr_policy_text").input("version = [")
+    policy_box(at).input("version = [")
     at.button(key="appr_policy_save").click()
     at = run(at)
     assert "not valid TOML" in texts(at.error) and path.read_text() == VALID
@@ -271,7 +271,7 @@ def test_admin_saves_a_valid_policy_which_takes_effect_and_is_audited(rt: Embedd
     path = rt.settings.policy_path
     assert not path.exists() and rt.execution_policy() == policy.DEFAULT_POLICY
     at = page()
-    at.text_area(key="appr_policy_text").input(VALID)
+    policy_box(at).input(VALID)
     at.button(key="appr_policy_save").click()
     at = run(at)
     assert "Policy saved: 1 auto rule(s)" in texts(at.success)
@@ -286,7 +286,7 @@ def test_admin_saves_a_valid_policy_which_takes_effect_and_is_audited(rt: Embedd
 def test_an_operator_cannot_change_the_policy(rt: EmbeddedRuntime) -> None:
     path = rt.settings.policy_path
     at = page("alice")
-    assert at.text_area(key="appr_policy_text").disabled and at.button(key="appr_policy_save").disabled
+    assert policy_box(at).disabled and at.button(key="appr_policy_save").disabled
     assert ADMIN_HINT in texts(at.info)
     with pytest.raises(PermissionDenied):
         policy.save(rt.store, OPERATOR, path, VALID)
@@ -370,3 +370,17 @@ def test_approving_what_someone_else_just_edited_is_refused_on_the_page(rt: Embe
     assert not at.error
     with rt.store.read() as conn:
         assert queue.proposal(conn, pid)["run"]["params"] == {"workers": 16}
+
+
+def policy_box(at: AppTest):
+    """The policy editor (its key follows the file's content, so find it by label)."""
+    [box] = [t for t in at.text_area if t.label == "Policy (TOML)"]
+    return box
+
+
+def test_the_policy_editor_follows_a_file_changed_elsewhere(rt: EmbeddedRuntime, quiet: Path) -> None:
+    at = page()
+    before = policy_box(at).value
+    rt.settings.policy_path.write_text('version = 1\nproposal_ttl_minutes = 30\n', encoding="utf-8")
+    at = run(at)
+    assert policy_box(at).value != before and "proposal_ttl_minutes = 30" in policy_box(at).value
