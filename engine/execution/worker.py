@@ -163,7 +163,10 @@ class Worker:
         if run.attempts > 1 and isinstance(self.executor, Reconcilable):
             exe = self.executor.lookup(key)  # taken over: was it sent before the last worker died?
         sent = exe is None
-        if exe is None and run.attempts > self.max_attempts:
+        if exe is None and run.deadline is not None and self.clock() > run.deadline:
+            exe = Execution(key, request, ExecStatus.TIMED_OUT, self.clock(), self.clock(),
+                            f"not sent: its deadline {run.deadline:%H:%M:%S} UTC passed before it reached the executor")
+        elif exe is None and run.attempts > self.max_attempts:
             exe = Execution(key, request, ExecStatus.FAILED, self.clock(), self.clock(),
                             f"gave up: taken over {run.attempts - 1} times without reaching the executor")
         elif exe is None:
@@ -198,6 +201,11 @@ class Worker:
             try:
                 exe = self.executor.poll(key)
             except SelfhealError as e:
+                if deadline is not None and now > deadline:  # unreachable past the deadline: give up on it
+                    request = ActionRequest(pipeline_id, ActionKind.WAIT, Stage.TRANSFORM)
+                    self._finish(run_id, Execution(key, request, ExecStatus.TIMED_OUT, now, now,
+                                                   f"no outcome by the deadline {deadline:%H:%M:%S} UTC: {e}"), out)
+                    continue
                 log.warning("worker %s: cannot poll run %s: %s", self.name, run_id, e)
                 alive.append((run_id, pipeline_id))
                 continue

@@ -171,3 +171,44 @@ def test_a_decision_on_parameters_someone_else_changed_is_refused(store: Store) 
     assert rows(store) == before  # nothing approved, nothing overwritten, nothing audited
     done = approve(store, OPERATOR, pid, expected_params={"workers": 12}, now=T0)  # after looking again
     assert done.run_id is not None
+
+
+def test_a_run_whose_command_was_lost_times_out_at_its_deadline(store: Store) -> None:
+    from sqlalchemy import delete
+
+    from engine.execution.twin_inbox import InboxExecutor
+    from engine.execution.worker import Worker
+    from engine.store.tables import SimCommandRow
+
+    pid = file(store, "restart_task")
+    approve(store, OPERATOR, pid, now=T0)
+    clock = [T0]
+    worker = Worker(store, InboxExecutor(store), "w", lease_seconds=30, run_timeout_seconds=60,
+                    clock=lambda: clock[0])
+    assert worker.step().submitted  # sent …
+    with store.transaction() as conn:
+        conn.execute(delete(SimCommandRow.__table__))  # … and lost on the other side
+    for seconds in (20, 40, 59):
+        clock[0] = T0 + timedelta(seconds=seconds)
+        assert worker.step().finished == []  # cannot poll it: kept (lease renewed) until its deadline
+    clock[0] = T0 + timedelta(seconds=61)
+    assert [status for _, status in worker.step().finished] == ["timed_out"]
+    with store.read() as conn:
+        result = conn.execute(select(ActionRunRow.__table__.c.result)).scalar_one()
+    assert "no outcome by the deadline" in result["detail"] and "never received" in result["detail"]
+
+
+def test_a_run_taken_over_after_its_deadline_is_not_sent_late(store: Store) -> None:
+    from engine.execution.twin_inbox import InboxExecutor
+    from engine.execution.worker import Worker, WorkerStep
+    from engine.store.tables import SimCommandRow
+
+    pid = file(store, "restart_task")
+    approve(store, OPERATOR, pid, now=T0)
+    dead = Worker(store, InboxExecutor(store), "dead", lease_seconds=30, run_timeout_seconds=60, clock=lambda: T0)
+    dead._claim(WorkerStep())  # claimed, never sent: the worker died
+    late = Worker(store, InboxExecutor(store), "late", clock=lambda: T0 + timedelta(seconds=90))
+    step = late.step()
+    assert step.submitted == [] and [s for _, s in step.finished] == ["timed_out"]
+    with store.read() as conn:
+        assert conn.execute(select(func.count()).select_from(SimCommandRow.__table__)).scalar_one() == 0
