@@ -209,6 +209,7 @@ def agent(
         done += 1
         err.print(f"tick {done}: up to {r.end.isoformat()} ({r.minutes} min, {r.samples} samples, "
                   f"{len(r.opened)} opened, {len(r.closed)} closed)", highlight=False)
+    runtime.stop()  # hands the staging twin back at once (another host may start without waiting for the lease)
     err.print(f"agent: stopped after {done} tick(s)")
 
 

@@ -10,8 +10,11 @@ AWS executor replaces later: there the cloud API and its client tokens play the 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -20,8 +23,9 @@ from engine.errors import SelfhealError
 from engine.execution.executor import ActionRequest, ExecStatus, Execution
 from engine.model import ActionKind, Stage
 from engine.sim.twin import Twin
+from engine.store import repo
 from engine.store.db import Store
-from engine.store.tables import SimCommandRow
+from engine.store.tables import KeyValueRow, SimCommandRow
 
 log = logging.getLogger(__name__)
 C = SimCommandRow.__table__
@@ -78,23 +82,69 @@ def _execution(row, request: ActionRequest | None = None) -> Execution:
     return Execution(row.key, request, _STATUS[row.status], row.submitted_at, row.finished_at, row.detail)
 
 
+HOST_KEY = "twin_host"
+HOST_LEASE = timedelta(seconds=60)
+
+
+def _alive(holder: dict) -> bool:
+    """Whether the process holding the twin may still be running (a dead one on this machine is known dead)."""
+    if holder.get("host") != socket.gethostname():
+        return True  # another machine: only its lease's expiry tells
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, KeyError):
+        return True
+    return True
+
+
 class TwinHost:
-    """Applies the inbox's commands to one live twin. One host per twin; call `pump` every tick."""
+    """Applies the inbox's commands to one live twin. One host per store: a second process that tries to host a
+    twin on the same store is refused while the first one's lease runs (two twins would write the same
+    pipelines' telemetry). Call `pump` every tick (it renews the lease) and `release` on the way out."""
 
     def __init__(self, store: Store, twin: Twin, lock: threading.RLock) -> None:
         self.store = store
         self.twin = twin
         self.lock = lock
+        self.owner = {"host": socket.gethostname(), "pid": os.getpid(), "id": uuid.uuid4().hex}
         self._mine: set[str] = set()  # commands this twin took (a restarted twin does not know older ones)
         with store.transaction() as conn:
+            self._hold(conn, claim=True)
             orphans = conn.execute(update(C).where(C.c.status == "running").values(
                 status="failed", finished_at=datetime.now(UTC),
                 detail="the staging twin restarted while the action ran"))
         if orphans.rowcount:
             log.warning("%d twin command(s) were running when the twin restarted: marked failed", orphans.rowcount)
 
+    def _hold(self, conn: Connection, *, claim: bool = False) -> None:
+        now = datetime.now(UTC)
+        t = KeyValueRow.__table__
+        row = conn.execute(select(t.c.value).where(t.c.key == HOST_KEY).with_for_update()).first()
+        holder = row[0] if row is not None else None
+        if holder and holder.get("id") != self.owner["id"]:
+            until = datetime.fromisoformat(holder["expires"])
+            if until > now and _alive(holder):
+                raise SelfhealError(
+                    f"another process hosts the staging twin on this store (pid {holder.get('pid')} on "
+                    f"{holder.get('host')}, lease until {until:%H:%M:%S} UTC): run one console or `selfheal agent` "
+                    "per store, and add `selfheal worker` processes for more execution capacity")
+            if not claim:
+                raise SelfhealError("this process lost the staging twin to another host; stop it")
+        repo.set_value(conn, HOST_KEY, {**self.owner, "expires": (now + HOST_LEASE).isoformat()})
+
+    def release(self) -> None:
+        """Give the twin up (a clean stop): another process may host one at once."""
+        t = KeyValueRow.__table__
+        with self.store.transaction() as conn:
+            row = conn.execute(select(t.c.value).where(t.c.key == HOST_KEY)).first()
+            if row is not None and row[0].get("id") == self.owner["id"]:
+                repo.set_value(conn, HOST_KEY, {**row[0], "expires": datetime.now(UTC).isoformat()})
+
     def pump(self, conn: Connection) -> tuple[int, int]:
         """Apply new commands and report finished ones, inside the caller's transaction: (applied, finished)."""
+        self._hold(conn)
         now = datetime.now(UTC)
         applied = finished = 0
         with self.lock:

@@ -191,6 +191,10 @@ class EmbeddedRuntime:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        try:
+            self.host.release()
+        except SelfhealError as e:  # the store went away: the lease simply runs out
+            log.warning("could not release the staging twin: %s", e)
 
     def _loop(self) -> None:
         assert self._clock is not None

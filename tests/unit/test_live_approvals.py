@@ -160,3 +160,28 @@ def test_qlearning_without_a_trained_table_is_a_clear_error(tmp_path: Path) -> N
 
     with pytest.raises(SelfhealError, match="needs a trained table"):
         _runtime(tmp_path, policy="qlearning")
+
+
+def test_one_twin_host_per_store_and_a_crashed_one_is_replaced_at_once(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from engine.errors import SelfhealError
+    from engine.execution.twin_inbox import HOST_KEY
+    from engine.store import repo
+
+    first = _runtime(tmp_path)
+    with pytest.raises(SelfhealError, match="another process hosts the staging twin on this store"):
+        _runtime(tmp_path)  # two twins would write the same pipelines' telemetry
+    first.stop()  # a clean stop hands it over at once
+    second = _runtime(tmp_path)
+    # A host that died without stopping (kill -9): its lease is fresh but its process is gone on this machine.
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    with second.store.transaction() as conn:
+        holder = repo.get_value(conn, HOST_KEY)
+        repo.set_value(conn, HOST_KEY, {**holder, "id": "crashed", "pid": int(gone.stdout)})
+    third = _runtime(tmp_path)
+    with third.store.read() as conn:
+        assert repo.get_value(conn, HOST_KEY)["id"] == third.host.owner["id"]
+    third.stop()
