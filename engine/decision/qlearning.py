@@ -3,6 +3,11 @@
 ε-greedy with a per-episode decay; learning rate and discount are parameters. Q-values start at 0 and most
 rewards are negative, so an untried action looks better than a tried bad one: exploration is systematic.
 Exploration only ever picks among the actions the caller allows (the catalog's preconditions, the policy).
+
+Every transition also updates the state's coarse version (`state.coarse`: the queue level left out), kept in
+the same table under keys ending in ``*``. While the exact state has been tried fewer than `backoff_visits`
+times, the agent acts on the coarse state's values instead (a back-off estimate, as in n-gram models): a rare
+combination of signals borrows what the signature taught.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.decision.policy import Choice, Transition, Update
-from engine.decision.state import Observation, encode
+from engine.decision.state import Observation, coarse, encode
 from engine.model import ActionKind
 
 
@@ -24,12 +29,13 @@ class QParams:
     epsilon: float = 0.3  # exploration at the first episode
     epsilon_min: float = 0.1  # keeps revisiting actions whose first estimates were unlucky (training only)
     epsilon_decay: float = 0.997  # multiplied in once per finished episode
+    backoff_visits: int = 10  # below this many tries in the exact state, act on the coarse state's values
 
     def __post_init__(self) -> None:
         if not (0 < self.alpha <= 1 and 0 <= self.gamma <= 1 and 0 <= self.epsilon_min <= self.epsilon <= 1
-                and 0 < self.epsilon_decay <= 1):
+                and 0 < self.epsilon_decay <= 1 and self.backoff_visits >= 0):
             raise ValueError("Q-learning parameters out of range: need 0<alpha≤1, 0≤gamma≤1, "
-                             "0≤epsilon_min≤epsilon≤1, 0<epsilon_decay≤1")
+                             "0≤epsilon_min≤epsilon≤1, 0<epsilon_decay≤1, backoff_visits≥0")
 
 
 class QTable:
@@ -49,6 +55,9 @@ class QTable:
         self.values.setdefault(state, {})[action] = float(value)
         counts = self.visits.setdefault(state, {})
         counts[action] = counts.get(action, 0) + 1 if visits is None else visits
+
+    def n(self, state: str, action: ActionKind) -> int:
+        return self.visits.get(state, {}).get(action, 0)
 
     def max_q(self, state: str, actions: Sequence[ActionKind]) -> float:
         known = self.values.get(state, {})
@@ -98,11 +107,23 @@ class QLearningPolicy:
         p = self.params
         return max(p.epsilon_min, p.epsilon * p.epsilon_decay ** self.episodes) if self.explore else 0.0
 
+    def values(self, state: str, allowed: Sequence[ActionKind]) -> dict[ActionKind, float]:
+        """Q-values the policy acts on: the exact state's, or the whole coarse state's row while the exact state
+        has been tried fewer than `backoff_visits` times over the allowed actions (values from one level are
+        compared with each other only: a rare state's few estimates are not weighed against pooled ones)."""
+        general = coarse(state)
+        if general is not None and self.params.backoff_visits:
+            here = sum(self.table.n(state, a) for a in allowed)
+            there = sum(self.table.n(general, a) for a in allowed)
+            if here < self.params.backoff_visits and there > here:
+                return self.table.row(general, allowed)
+        return self.table.row(state, allowed)
+
     def choose(self, obs: Observation, allowed: Sequence[ActionKind], rng: np.random.Generator) -> Choice:
         if not allowed:
             raise ValueError("no action allowed")
         state = encode(obs)
-        row = self.table.row(state, allowed)
+        row = self.values(state, allowed)
         if self.explore and rng.random() < self.epsilon:
             action = allowed[int(rng.integers(len(allowed)))]
             return Choice(action, f"exploring (ε={self.epsilon:.3f})", row, explored=True)
@@ -114,14 +135,25 @@ class QLearningPolicy:
     def learn(self, t: Transition) -> Update | None:
         if not self.learning:
             return None
-        before = self.table.q(t.state, t.action)
-        next_max = 0.0 if t.done or t.next_state is None else self.table.max_q(t.next_state, t.allowed_next)
-        visits = self.table.visits.get(t.state, {}).get(t.action, 0)
-        alpha = max(self.params.alpha, 1.0 / (visits + 1))
+        general = coarse(t.state)
+        if general is not None:
+            next_general = None if t.next_state is None else (coarse(t.next_state) or t.next_state)
+            self._update(general, t, next_general)
+        before, after = self._update(t.state, t, t.next_state)
+        return Update(before, after)
+
+    def _update(self, state: str, t: Transition, next_state: str | None) -> tuple[float, float]:
+        before = self.table.q(state, t.action)
+        next_max = 0.0
+        if not t.done and next_state is not None:
+            # The value the policy will act on next (backed off where the exact state is barely known).
+            next_max = max(self.values(next_state, t.allowed_next).values()) if t.allowed_next \
+                else self.table.max_q(next_state, ())
+        alpha = max(self.params.alpha, 1.0 / (self.table.n(state, t.action) + 1))
         after = q_update(before, t.reward, next_max, alpha=alpha, gamma=self.params.gamma, done=t.done,
                          minutes=t.minutes)
-        self.table.set(t.state, t.action, after)
-        return Update(before, after)
+        self.table.set(state, t.action, after)
+        return before, after
 
     def end_episode(self) -> None:
         self.episodes += 1

@@ -76,10 +76,17 @@ class Observation:
 def root_stage(stages: Iterable[StageHealth]) -> StageHealth | None:
     """The suspected root cause among unhealthy stages: failed before degraded, a stage over a static limit
     or logging warnings before one that is only statistically unusual (a slow stage makes the stages around
-    it look anomalous too), then the most upstream."""
+    it look anomalous too), then the stage over the most static limits (a hot stage over its cpu, memory and
+    latency limits before a neighbour whose latency only reflects the queue the hot one builds), then the
+    most upstream."""
     bad = [h for h in stages if h.status is not Health.HEALTHY]
-    return min(bad, key=lambda h: (-h.status.rank, h.reason.startswith(ANOMALY_PREFIX), STAGES.index(h.stage)),
-               default=None)
+    return min(bad, key=lambda h: (-h.status.rank, h.reason.startswith(ANOMALY_PREFIX), -_limits_over(h),
+                                   STAGES.index(h.stage)), default=None)
+
+
+def _limits_over(h: StageHealth) -> int:
+    """How many static limits a degraded stage is over (health words each as ``metric=value ≥ limit``)."""
+    return h.reason.count(" ≥ ") if h.status is Health.DEGRADED else 0
 
 
 def observe(view: MinuteView, incident: Incident, *, attempts: int = 0, last_action: ActionKind | None = None,
@@ -118,6 +125,21 @@ def encode(obs: Observation) -> str:
 
 
 STATE_FIELDS = ("error_type", "root_stage", "warehouse_queue")
+ANY = "*"
+
+
+def coarse(key: str) -> str | None:
+    """The state one level coarser: the same signature and status with the warehouse queue left out
+    (``cdc_stopped|failing|*``); None for a key that is not an encoded state or is coarse already.
+
+    Two faults at once produce combinations (a stopped CDC task while the warehouse queue is high) that
+    training meets rarely; their coarse state pools every queue level, so the agent falls back on what it
+    learned for the signature instead of picking among untried actions.
+    """
+    parts = key.split("|")
+    if len(parts) != len(STATE_FIELDS) or parts[-1] == ANY:
+        return None
+    return "|".join((*parts[:-1], ANY))
 
 
 def decode(key: str) -> dict[str, str]:

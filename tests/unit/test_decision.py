@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from engine.decision.baselines import PAGING_DELAY_MINUTES, ManualPolicy, OraclePolicy, RulesPolicy
 from engine.decision.policy import Transition
 from engine.decision.qlearning import QLearningPolicy, QParams, QTable, q_update
-from engine.decision.state import MinuteView, Observation, encode, observe, root_stage
+from engine.decision.state import MinuteView, Observation, coarse, encode, observe, root_stage
 from engine.execution.catalog import ACTIONS, CATALOG, available
 from engine.feedback.reward import RewardWeights, rejection_reward, step_reward
 from engine.model import ActionKind, FaultKind, Health, Incident, IncidentStatus, PipelineHealth, Stage, StageHealth
@@ -104,6 +104,10 @@ def test_root_stage_prefers_failing_then_real_limits_over_anomalies_then_upstrea
     assert root_stage([h(Stage.TRANSFORM, Health.DEGRADED, "x"), h(Stage.SOURCE, Health.DEGRADED, "y")]).stage \
         is Stage.SOURCE
     assert root_stage([h(Stage.SOURCE, Health.HEALTHY)]) is None
+    # A stage over several limits (hot, and slow because of it) before a neighbour only slow from its queue.
+    assert root_stage([h(Stage.SOURCE, Health.DEGRADED, "latency_s=214 ≥ 15"),
+                       h(Stage.TRANSFORM, Health.DEGRADED, "cpu_pct=100 ≥ 90; memory_pct=99 ≥ 90; latency_s=617 ≥ 300")
+                       ]).stage is Stage.TRANSFORM
 
 
 def test_observe_and_encode_use_only_the_analysis_output():
@@ -197,3 +201,23 @@ def test_oracle_fixes_the_true_fault_on_its_stage():
     assert oracle.choose(obs("unknown"), EVERYTHING, RNG).action is A.ESCALATE_TO_HUMAN
     truth["orders"] = []
     assert oracle.choose(obs(), EVERYTHING, RNG).action is A.WAIT
+
+
+def test_a_rare_state_acts_on_its_coarse_state_until_it_has_been_tried_enough():
+    assert coarse("cdc_stopped|failing|q-high") == "cdc_stopped|failing|*"
+    assert coarse("cdc_stopped|failing|*") is None and coarse("s") is None
+    agent = QLearningPolicy(params=QParams(backoff_visits=3))
+    normal, high = "cdc_stopped|failing|q-normal", "cdc_stopped|failing|q-high"
+    for _ in range(4):  # learned where the warehouse queue is normal: restarting the task works
+        agent.learn(transition(state=normal, action=A.RESTART_CDC_TASK, reward=20.0, done=True, next_state=None))
+    agent.learn(transition(state=normal, action=A.WAIT, reward=-5.0, done=True, next_state=None))
+    assert agent.table.q("cdc_stopped|failing|*", A.RESTART_CDC_TASK) == pytest.approx(20.0)
+    allowed = (A.RESTART_CDC_TASK, A.WAIT, A.REMAP_SCHEMA)
+    rng = np.random.default_rng(0)
+    greedy = QLearningPolicy(agent.table, agent.params, explore=False, learning=False)
+    rare = obs("cdc_stopped", Stage.SOURCE, queue=200.0)
+    assert encode(rare) == high and greedy.choose(rare, allowed, rng).action is A.RESTART_CDC_TASK
+    # Once the exact state is known well enough its own values rule, even where they disagree.
+    for _ in range(3):
+        agent.learn(transition(state=high, action=A.REMAP_SCHEMA, reward=60.0, done=True, next_state=None))
+    assert greedy.choose(rare, allowed, rng).action is A.REMAP_SCHEMA
