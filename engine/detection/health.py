@@ -1,7 +1,8 @@
 """Stage and pipeline health per minute, from telemetry alone (DESIGN: "The pipeline model").
 
 A stage is *failed* in a minute when it logged an error (a failed run, a stopped task, a run with no
-progress); *degraded* when it warned, a metric crossed its static limit or its anomaly score raised a
+progress) or its telemetry shows a stalled run (nothing moves while its run time is far over its usual);
+*degraded* when it warned, a metric crossed its static limit or its anomaly score raised a
 confirmed alarm; otherwise *healthy*.
 A pipeline is SLO-healthy when end-to-end freshness is within its target and no stage failed.
 """
@@ -60,6 +61,10 @@ def assess(batch: TelemetryBatch, pipelines: list[PipelineSpec], limits: Limits 
                     continue
                 status, reason = _stage_status(stage, m, worst_event.get((pid, stage, ts)), limits)
                 sc = scores.get((pid, stage, ts))
+                if status is not Health.FAILED:
+                    stalled = _stalled(stage, m, sc, limits)
+                    if stalled:
+                        status, reason = Health.FAILED, stalled
                 if status is Health.HEALTHY and sc is not None and sc.alarm:
                     moved = ", ".join(f"{name} z={z:+.1f}" for name, z in sc.top) or "several metrics"
                     status, reason = Health.DEGRADED, f"anomalous (score {sc.score:.4f}): {moved}"
@@ -82,6 +87,23 @@ def pipeline_health(pid: str, ts: datetime, statuses: dict[Stage, Health], fresh
         worst = Health.DEGRADED
     slo = fresh_ok and Health.FAILED not in statuses.values()
     return PipelineHealth(pid, ts, worst, round(freshness_minutes, 3), dict(statuses), slo)
+
+
+STALLED_LATENCY_Z = 8.0  # a run this far over its usual duration while no row moves has stalled
+
+
+def _stalled(stage: Stage, m: dict[str, float], sc: StageScore | None, limits: Limits) -> str:
+    """Why the stage's run has stalled, or "": nothing moves through it (zero throughput) while its run time is
+    over the static limit or far over its own usual (the anomaly score's latency z). A stage that is merely
+    starved by a failure upstream has zero throughput too, but its runs finish in their usual time. The twin
+    logs a hung run only after a few minutes; the telemetry shows it from the first."""
+    if m.get("throughput_rows_s", 1.0) > 0.0 or "latency_s" not in m:
+        return ""
+    latency = m["latency_s"]
+    z = dict(sc.top).get("latency_s", 0.0) if sc is not None and sc.alarm else 0.0
+    if latency >= limits.latency_for(stage) or z >= STALLED_LATENCY_Z:
+        return f"run made no progress: 0 rows/s while latency_s={latency:.0f} (z={z:+.1f})"
+    return ""
 
 
 def _stage_status(stage: Stage, m: dict[str, float], event: tuple[str, str] | None,

@@ -100,7 +100,7 @@ def _open(ph: PipelineHealth, bad: list[StageHealth], onset: datetime) -> Incide
                     evidence={"stages": {h.stage.value: {"status": h.status.value, "reason": h.reason}
                                          for h in bad},
                               "worst_freshness_minutes": ph.freshness_minutes, "log_lines": [],
-                              "healthy_since": None},
+                              "healthy_since": None, "diagnoses": _diagnoses({}, bad, ph.ts)},
                     updated_at=ph.ts)
 
 
@@ -127,7 +127,26 @@ def _advance(inc: Incident, ph: PipelineHealth, bad: list[StageHealth], healthy:
         guess = classify_message(root.reason)
         if guess != "unknown":
             stage, error_type, confidence = root.stage, guess, 0.6 if root.status is Health.FAILED else 0.5
+    ev["diagnoses"] = _diagnoses(ev, bad, ph.ts)
     return replace(inc, updated_at=ph.ts, evidence=ev, stage=stage, error_type=error_type, confidence=confidence)
+
+
+def _diagnoses(ev: dict, bad: list[StageHealth], ts: datetime) -> list[dict[str, str]]:
+    """Every (stage, error type) a failing stage has shown during the incident, in the order first seen.
+
+    The incident keeps its first confident diagnosis; this list keeps diagnosing every minute, so a second
+    fault that starts while the first is open is named too (its stage, its type and when it was first seen).
+    """
+    out = list(ev.get("diagnoses") or [])
+    seen = {(d["stage"], d["error_type"]) for d in out}
+    for h in sorted(bad, key=lambda h: STAGES.index(h.stage)):
+        if h.status is not Health.FAILED:
+            continue
+        kind = classify_message(h.reason)
+        if kind != "unknown" and (h.stage.value, kind) not in seen:
+            seen.add((h.stage.value, kind))
+            out.append({"stage": h.stage.value, "error_type": kind, "first_seen": ts.isoformat()})
+    return out
 
 
 def _with_logs(inc: Incident, events: list[Event], ts: datetime) -> Incident:

@@ -111,3 +111,31 @@ def test_onset_comes_from_when_scores_started_rising():
     (late,) = update_incidents([], pipes, stages, [], {("orders", EPOCH + timedelta(minutes=3)): EPOCH + timedelta(
         minutes=9)})
     assert late.onset_at == late.opened_at  # an onset never lies after the detection
+
+
+def test_a_stalled_run_fails_its_stage_from_telemetry_alone_but_a_starved_stage_does_not():
+    hung = {"throughput_rows_s": 0.0, "latency_s": 70.0, "cpu_pct": 3.0}  # orchestrator limit: 60 s
+    starved = {"throughput_rows_s": 0.0, "latency_s": 9.0, "cpu_pct": 12.0}
+    stages, pipes = assess(_batch([_minute(0, orchestrator=hung, transform=starved, warehouse=starved)]), [SPEC])
+    by = {s.stage: s for s in stages}
+    assert by[Stage.ORCHESTRATOR].status is Health.FAILED
+    assert classify_message(by[Stage.ORCHESTRATOR].reason) == "timeout"
+    assert by[Stage.TRANSFORM].status is Health.HEALTHY and by[Stage.WAREHOUSE].status is Health.HEALTHY
+    assert not pipes[0].slo_healthy
+    # Slow but moving rows is not a stall.
+    stages, _ = assess(_batch([_minute(0, orchestrator={"latency_s": 70.0})]), [SPEC])
+    assert {s.stage: s.status for s in stages}[Stage.ORCHESTRATOR] is Health.DEGRADED
+
+
+def test_diagnosis_keeps_going_and_names_a_second_fault():
+    stopped = Event("orders", Stage.SOURCE, EPOCH, EventKind.TASK_STOPPED, "Replication task stopped", "error")
+    inc = _run([_minute(0)], [stopped])[0]
+    later = EPOCH + timedelta(minutes=1)
+    drift = [Event("orders", Stage.SOURCE, later, EventKind.TASK_STOPPED, "Replication task status: stopped", "error"),
+             Event("orders", Stage.WAREHOUSE, later, EventKind.RUN_FAILED,
+                   "ERROR: column \"amount\" is of type numeric but expression is of type character varying", "error")]
+    inc = _run([_minute(1)], drift, [inc])[0]
+    assert inc.error_type == "cdc_stopped"  # the first confident diagnosis stays the incident's
+    assert [(d["stage"], d["error_type"]) for d in inc.evidence["diagnoses"]] == [
+        ("source", "cdc_stopped"), ("warehouse", "schema_drift")]
+    assert inc.evidence["diagnoses"][1]["first_seen"] == later.isoformat()
