@@ -24,6 +24,8 @@ class ActionParams(BaseModel):
     max_attempts: int | None = Field(None, ge=1, le=20, description="retry_with_backoff: attempts")
     max_utilisation: float | None = Field(None, ge=0.1, le=1.0,
                                           description="apply_back_pressure: admit at most this share of capacity")
+    min_utilisation: float | None = Field(None, ge=0.1, le=1.0, description="apply_back_pressure: the tightest "
+                                          "share it may adapt down to (at most max_utilisation)")
     release: bool | None = Field(None, description="apply_back_pressure: lift back pressure")
 
     def given(self) -> dict[str, Any]:
@@ -36,7 +38,7 @@ ALLOWED: dict[ActionKind, frozenset[str]] = {
     ActionKind.RETRY_WITH_BACKOFF: _RETRY,
     ActionKind.SCALE_WORKERS: _SCALE,
     ActionKind.SCALE_WAREHOUSE: _SCALE,
-    ActionKind.APPLY_BACK_PRESSURE: frozenset({"max_utilisation", "release"}),
+    ActionKind.APPLY_BACK_PRESSURE: frozenset({"max_utilisation", "min_utilisation", "release"}),
 }
 
 
@@ -59,4 +61,6 @@ def check_params(action: ActionKind, params: dict[str, Any] | ActionParams | Non
         raise ActionParamsError(f"{action.value}: give either workers or factor, not both")
     if action is ActionKind.RETRY_WITH_BACKOFF and given.get("factor", 1.0) < 1:
         raise ActionParamsError("retry_with_backoff: factor must be at least 1")
+    if given.get("min_utilisation", 0.0) > given.get("max_utilisation", 0.8):
+        raise ActionParamsError(f"{action.value}: min_utilisation must not exceed max_utilisation")
     return given
