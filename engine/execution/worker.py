@@ -158,35 +158,33 @@ class Worker:
     def _start(self, run: Any, out: WorkerStep) -> None:
         request = ActionRequest(run.pipeline_id, ActionKind(run.action), Stage(run.stage), dict(run.params or {}),
                                 run.incident_id)
-        key = run.idempotency_key
+        key, now = run.idempotency_key, self.clock()
         exe: Execution | None = None
         if run.attempts > 1 and isinstance(self.executor, Reconcilable):
             exe = self.executor.lookup(key)  # taken over: was it sent before the last worker died?
-        sent = exe is None
-        if exe is None and run.deadline is not None and self.clock() > run.deadline:
-            exe = Execution(key, request, ExecStatus.TIMED_OUT, self.clock(), self.clock(),
-                            f"not sent: its deadline {run.deadline:%H:%M:%S} UTC passed before it reached the executor")
-        elif exe is None and run.attempts > self.max_attempts:
-            exe = Execution(key, request, ExecStatus.FAILED, self.clock(), self.clock(),
-                            f"gave up: taken over {run.attempts - 1} times without reaching the executor")
-        elif exe is None:
-            exe = self.executor.submit(request, key)
+        if exe is not None:
+            kind = "action_adopted"
+        elif run.deadline is not None and now > run.deadline:
+            kind, exe = "action_abandoned", Execution(key, request, ExecStatus.TIMED_OUT, now, now, (
+                f"not sent: its deadline {run.deadline:%H:%M:%S} UTC passed before it reached the executor"))
+        elif run.attempts > self.max_attempts:
+            kind, exe = "action_abandoned", Execution(key, request, ExecStatus.FAILED, now, now, (
+                f"gave up: taken over {run.attempts - 1} times without reaching the executor"))
+        else:
+            kind, exe = "action_started", self.executor.submit(request, key)
             out.submitted.append(run.id)
-        now = self.clock()
         with self.store.transaction() as conn:
             mine = conn.execute(update(R).where(R.c.id == run.id, R.c.worker == self.name, R.c.status == "running")
                                 .values(executor=self.executor.name, result={"ref": exe.ref, "detail": exe.detail}))
             if mine.rowcount != 1:
                 log.warning("worker %s: lost run %s to another worker while starting it", self.name, run.id)
                 return  # the successor asks the executor about the key and records what happened
-            kind = "action_adopted" if not sent else ("action_started" if out.submitted[-1:] == [run.id]
-                                                       else "action_abandoned")
             append(conn, actor=self.actor, kind=kind, subject=f"run:{run.id}",
                    at=now, detail={"proposal_id": run.proposal_id, "pipeline": run.pipeline_id, "action": run.action,
                                    "stage": run.stage, "params": run.params or {}, "key": key,
                                    "attempt": run.attempts, "executor": self.executor.name})
         if exe.status.finished:
-            self._finish(run.id, exe, out)
+            self._finish(run.id, exe.status, exe.ref, exe.detail, out)
 
     def _follow(self, out: WorkerStep) -> None:
         """Poll this worker's running runs: record finished ones, time out late ones, renew the rest's leases."""
@@ -202,21 +200,18 @@ class Worker:
                 exe = self.executor.poll(key)
             except SelfhealError as e:
                 if deadline is not None and now > deadline:  # unreachable past the deadline: give up on it
-                    request = ActionRequest(pipeline_id, ActionKind.WAIT, Stage.TRANSFORM)
-                    self._finish(run_id, Execution(key, request, ExecStatus.TIMED_OUT, now, now,
-                                                   f"no outcome by the deadline {deadline:%H:%M:%S} UTC: {e}"), out)
+                    self._finish(run_id, ExecStatus.TIMED_OUT, key,
+                                 f"no outcome by the deadline {deadline:%H:%M:%S} UTC: {e}", out)
                     continue
                 log.warning("worker %s: cannot poll run %s: %s", self.name, run_id, e)
                 alive.append((run_id, pipeline_id))
                 continue
             if exe.status.finished:
-                self._finish(run_id, exe, out)
+                self._finish(run_id, exe.status, exe.ref, exe.detail, out)
             elif deadline is not None and now > deadline:
                 cancelled = isinstance(self.executor, Reconcilable) and self.executor.cancel(key)
-                late = Execution(exe.ref, exe.request, ExecStatus.TIMED_OUT, exe.started_at, now,
-                                 f"no outcome by the deadline {deadline:%H:%M:%S} UTC"
-                                 + ("; cancelled before it started" if cancelled else ""))
-                self._finish(run_id, late, out)
+                self._finish(run_id, ExecStatus.TIMED_OUT, exe.ref, f"no outcome by the deadline {deadline:%H:%M:%S} "
+                             "UTC" + ("; cancelled before it started" if cancelled else ""), out)
             else:
                 alive.append((run_id, pipeline_id))
         with self.store.transaction() as conn:
@@ -238,18 +233,18 @@ class Worker:
             conn.execute(update(L).where(L.c.worker == self.name, L.c.expires_at > released,
                                          L.c.pipeline_id.not_in(held)).values(expires_at=released))
 
-    def _finish(self, run_id: int, exe: Execution, out: WorkerStep) -> None:
+    def _finish(self, run_id: int, outcome: ExecStatus, ref: str, detail: str, out: WorkerStep) -> None:
         now = self.clock()
-        status = _FINAL[exe.status]
+        status = _FINAL[outcome]
         with self.store.transaction() as conn:
             won = conn.execute(update(R).where(R.c.id == run_id, R.c.worker == self.name, R.c.status == "running")
                                .values(status=status, finished_at=now,
-                                       result={"ref": exe.ref, "detail": exe.detail, "status": status}))
+                                       result={"ref": ref, "detail": detail, "status": status}))
             if won.rowcount != 1:
                 return  # someone else owns it now: their outcome stands
             run = conn.execute(select(R.c.proposal_id, R.c.pipeline_id, R.c.action).where(R.c.id == run_id)).one()
             append(conn, actor=self.actor, kind="action_finished", subject=f"run:{run_id}", at=now,
                    detail={"proposal_id": run.proposal_id, "pipeline": run.pipeline_id, "action": run.action,
-                           "status": status, "detail": exe.detail})
+                           "status": status, "detail": detail})
         out.finished.append((run_id, status))
 

@@ -14,13 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from engine.errors import ConflictError
+from engine.execution.executor import ActionRequest
 from engine.execution.policy import NO_AUTO
 from engine.execution.queue import ProposalRequest, approve, propose, utcnow
 from engine.execution.twin_inbox import InboxExecutor
 from engine.execution.worker import Worker, WorkerStep
+from engine.model import ActionKind, Stage
 from engine.security.roles import Principal, Role, agent
 from engine.store.db import Store
 
@@ -141,24 +143,27 @@ def test_a_dead_workers_run_is_reconciled_before_the_next_run_on_its_pipeline(db
     store = open_store(db_url)
     rig = HostedTwin(store, pipelines=3)
     operator = Principal("olga", Role.OPERATOR)
-    first = _queue_one(store, rig, action="retry_with_backoff")
-    approve(store, operator, first, reason="go")
-    now = utcnow()
-    dead = Worker(store, InboxExecutor(store, "dead"), "dead", lease_seconds=5, clock=lambda: now)
-    dead.step()  # sends the first action, then dies without ever following it
-    second = _queue_one(store, rig, action="restart_task")
-    approve(store, operator, second, reason="then this")
+    first = _queue_one(store, rig, action="restart_task")
+    approve(store, operator, first, reason="go")  # queued, lower id
+    second = _queue_one(store, rig, action="retry_with_backoff")
+    approve(store, operator, second, reason="go")
+    # The crash state: a dead worker took the later run, sent its command, and its lease ran out (whichever run
+    # a worker took first, nothing else may start on that pipeline until this one is settled).
+    stale = _run(store, second)
+    InboxExecutor(store, "dead").submit(ActionRequest(stale.pipeline_id, ActionKind(stale.action),
+                                                      Stage(stale.stage)), stale.idempotency_key)
+    with store.transaction() as conn:
+        conn.execute(update(R).where(R.c.id == stale.id).values(
+            status="running", worker="dead", attempts=1, executor="twin", started_at=utcnow(),
+            deadline=utcnow() + timedelta(minutes=15), lease_expires_at=utcnow() - timedelta(seconds=1)))
 
-    # Another worker past the dead one's lease: it adopts the first run and leaves the second queued while the
-    # first may still be running in the twin (one action at a time per pipeline, crash or not).
-    later = Worker(store, InboxExecutor(store, "later"), "later", lease_seconds=30,
-                   clock=lambda: utcnow() + timedelta(seconds=10))
+    later = Worker(store, InboxExecutor(store, "later"), "later", lease_seconds=30)
     step = later.step()
-    assert step.taken_over == [_run(store, first).id] and step.submitted == []
-    assert _run(store, second).status == "queued"
-    wait_for("both runs to finish", lambda: _run(store, second).status in FINAL, timeout=30,
+    assert step.taken_over == [stale.id] and step.submitted == []  # adopted, not sent again
+    assert _run(store, first).status == "queued"  # the other run waits: the dead one's action may still run
+    wait_for("both runs to finish", lambda: _run(store, first).status in FINAL, timeout=30,
              between=lambda: (later.step(), rig.pump()))
     one, two = _run(store, first), _run(store, second)
-    assert one.finished_at <= two.started_at  # the second started only once the first was settled
+    assert two.finished_at <= one.started_at  # the queued one started only once the stale one was settled
     assert count(store, C) == 2 and rig.assert_each_command_applied_once() == 2
     store.dispose()
