@@ -48,9 +48,13 @@ def arena_report(arena: Arena, scenario: Scenario, policy: str) -> dict[str, Any
     start = twin.start
     minute = lambda ts: round((ts - start).total_seconds() / 60)  # noqa: E731
     incidents = sorted(arena.incidents.values(), key=lambda i: (i.onset_at, i.id))
-    faults = [_score_fault(i, f, incidents, minute) for i, f in enumerate(twin.faults)]
+    slo = arena.slo  # per pipeline, one SLO-health flag per minute since the start
+    healthy = lambda p, m: slo[p][m] if 0 <= m < len(slo.get(p, ())) else True  # noqa: E731
+    faults = [_score_fault(i, f, incidents, minute, healthy) for i, f in enumerate(twin.faults)]
     for f in faults:  # an unrecovered fault counts until the end of the run (censored), not as missing
         f["mttr_censored_minutes"] = f["mttr_minutes"] if f["recovered"] else scenario.duration_minutes - f["at_minute"]
+        f["close_censored_minutes"] = (f["close_minutes"] if f["recovered"]
+                                       else scenario.duration_minutes - f["at_minute"])
     matched = {f["incident_id"] for f in faults if f["incident_id"] is not None}
     pipelines = []
     all_slo: list[bool] = []
@@ -74,6 +78,7 @@ def arena_report(arena: Arena, scenario: Scenario, policy: str) -> dict[str, Any
         "mttd_minutes_mean": _mean([f["mttd_minutes"] for f in faults]),
         "mttr_minutes_mean": _mean(mttr),
         "mttr_minutes_p95": _r(float(np.percentile(mttr, 95))) if mttr else None,
+        "close_minutes_mean": _mean([f["close_minutes"] for f in faults]),
     }
     return {"scenario": scenario.name, "seed": scenario.seed, "policy": policy, "start": start.isoformat(),
             "duration_minutes": scenario.duration_minutes, "summary": summary, "pipelines": pipelines,

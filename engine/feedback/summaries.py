@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.feedback.training import EpisodeRecord
+from engine.feedback.training import Checkpoint, EpisodeRecord
 
 WINDOW = 50
 
@@ -39,10 +39,23 @@ def curve_lines(records: Sequence[EpisodeRecord], *, kind: str | None = None, wi
 
 
 def bench_lines(result: dict[str, Any]) -> list[str]:
-    cols = ("mttr_minutes_mean", "mttr_minutes_p95", "mttd_minutes_mean", "slo_attainment", "auto_resolved_share",
-            "actions_per_incident", "cost_per_incident", "recovered_share")
-    heads = ("MTTR", "MTTR p95", "MTTD", "SLO", "auto", "act/inc", "cost/inc", "recovered")
+    cols = ("mttr_minutes_mean", "mttr_minutes_p95", "close_minutes_mean", "mttd_minutes_mean", "slo_attainment",
+            "auto_resolved_share", "actions_per_incident", "cost_per_incident", "recovered_share")
+    heads = ("MTTR", "MTTR p95", "to close", "MTTD", "SLO", "auto", "act/inc", "cost/inc", "recovered")
     lines = [f"{'policy':<10}" + "".join(f"{h:>10}" for h in heads)]
     for name, row in result["policies"].items():
-        lines.append(f"{name:<10}" + "".join(f"{'-' if row[c] is None else format(row[c], 'g'):>10}" for c in cols))
+        lines.append(f"{name:<10}" + "".join(f"{'-' if row.get(c) is None else format(row[c], 'g'):>10}" for c in cols))
+    return lines
+
+
+def checkpoint_lines(checkpoints: Sequence[Checkpoint]) -> list[str]:
+    """The checkpoints training scored on its validation episodes, the kept one marked."""
+    if not checkpoints:
+        return ["no checkpoints scored (the final table is kept)"]
+    families = list(checkpoints[0].mttr)
+    lines = [f"{'checkpoint':>10} {'score':>7} " + " ".join(f"{f:>10}" for f in families)
+             + "   (score: MTTR / oracle's, mean over families; lower is better)"]
+    for c in checkpoints:
+        lines.append(f"{c.episodes:>10} {c.score:>7.3f} " + " ".join(f"{c.mttr[f]:>10.1f}" for f in families)
+                     + ("   ← kept" if c.chosen else ""))
     return lines

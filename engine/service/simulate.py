@@ -104,7 +104,10 @@ def evaluate(store: Store, twin: Twin, scenario: Scenario, policy: str) -> dict[
         health = repo.pipeline_health_frame(conn, start, end)
         incidents = repo.incidents_between(conn, start, end)
     minute = lambda ts: round((ts - start).total_seconds() / 60)  # noqa: E731
-    faults = [_score_fault(i, f, incidents, minute) for i, f in enumerate(twin.faults)]
+    slo = {(pid, minute(ts)): bool(ok)
+           for pid, ts, ok in zip(health["pipeline_id"], health["ts"], health["slo_healthy"], strict=True)}
+    faults = [_score_fault(i, f, incidents, minute, lambda p, m: slo.get((p, m), True))
+              for i, f in enumerate(twin.faults)]
     matched = {f["incident_id"] for f in faults if f["incident_id"] is not None}
     pipelines = []
     for spec in twin.pipelines:
@@ -127,15 +130,23 @@ def evaluate(store: Store, twin: Twin, scenario: Scenario, policy: str) -> dict[
         "mttd_minutes_mean": _mean([f["mttd_minutes"] for f in faults]),
         "mttr_minutes_mean": _mean(mttr),
         "mttr_minutes_p95": _r(float(np.percentile(mttr, 95))) if mttr else None,
+        "close_minutes_mean": _mean([f["close_minutes"] for f in faults]),
     }
     return {"scenario": scenario.name, "seed": scenario.seed, "policy": policy,
             "start": start.isoformat(), "duration_minutes": scenario.duration_minutes,
             "summary": summary, "pipelines": pipelines, "faults": faults}
 
 
-def _score_fault(index: int, fault: Fault, incidents: list[Incident],
-                 minute: Callable[[datetime], int]) -> dict[str, Any]:
-    """Match a fault to the first incident on its pipeline that is open at or after the fault's onset."""
+def _score_fault(index: int, fault: Fault, incidents: list[Incident], minute: Callable[[datetime], int],
+                 healthy: Callable[[str, int], bool]) -> dict[str, Any]:
+    """Match a fault to the first incident on its pipeline that is open at or after the fault's onset.
+
+    MTTR is DESIGN's: fault onset → the pipeline healthy again (freshness within target, no stage failed),
+    i.e. the minute after its last SLO-unhealthy minute before the incident closed (0 if the fault never
+    made it unhealthy). `close_minutes` is onset → incident closed, which also waits for every stage to be
+    back to normal for a few minutes (stricter; kept for comparison). `healthy(pipeline, minute)` reads
+    the run's SLO health per minute since its start.
+    """
     onset = fault.start
     candidates = [i for i in incidents if i.pipeline_id == fault.pipeline
                   and (i.closed_at is None or minute(i.closed_at) > onset)]
@@ -144,12 +155,15 @@ def _score_fault(index: int, fault: Fault, incidents: list[Incident],
                            "kind": fault.kind.value, "at_minute": onset, "duration_minutes": fault.duration,
                            "severity": fault.severity, "detected": inc is not None,
                            "incident_id": inc.id if inc else None, "mttd_minutes": None,
-                           "recovered": False, "mttr_minutes": None}
+                           "recovered": False, "mttr_minutes": None, "close_minutes": None}
     if inc is not None:
         out["mttd_minutes"] = max(0, minute(inc.opened_at) - onset)
         if inc.closed_at is not None:
+            closed = minute(inc.closed_at)
+            last_bad = next((m for m in range(closed - 1, onset - 1, -1) if not healthy(fault.pipeline, m)), None)
             out["recovered"] = True
-            out["mttr_minutes"] = minute(inc.closed_at) - onset
+            out["mttr_minutes"] = 0 if last_bad is None else last_bad + 1 - onset
+            out["close_minutes"] = closed - onset
     return out
 
 

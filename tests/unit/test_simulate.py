@@ -3,12 +3,16 @@
 import json
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 
 from engine.errors import SelfhealError
+from engine.model import EPOCH
 from engine.service.simulate import run_scenario
 from engine.sim.scenario import parse_scenario
+from engine.store import repo
+from engine.store.db import Store
 
 CALM = {"name": "calm", "seed": 11, "duration_minutes": 1440,
         "pipelines": [{"id": "orders"}, {"id": "payments", "freshness_target_minutes": 30}]}
@@ -30,8 +34,9 @@ def test_no_faults_means_full_slo_and_no_incidents():
 
 
 @pytest.mark.parametrize("seed", [7, 8, 9])
-def test_an_untreated_surge_costs_slo_and_its_timing_matches_the_scenario(seed):
-    report = run_scenario(parse_scenario(dict(SURGE, seed=seed)))
+def test_an_untreated_surge_costs_slo_and_its_timing_matches_the_scenario(seed, tmp_path):
+    url = f"sqlite:///{tmp_path / 'run.db'}"
+    report = run_scenario(parse_scenario(dict(SURGE, seed=seed)), store_url=url)
     orders, payments = report["pipelines"]
     assert orders["slo_attainment"] < 1.0 and payments["slo_attainment"] == 1.0
     (fault,) = report["faults"]
@@ -40,10 +45,18 @@ def test_an_untreated_surge_costs_slo_and_its_timing_matches_the_scenario(seed):
     assert 0 <= fault["mttd_minutes"] <= 5
     assert incident["onset_minute"] >= 30 and incident["opened_minute"] == 30 + fault["mttd_minutes"]
     # The cause lasts 60 minutes and nobody acts: recovery comes after it passes (plus draining the backlog).
-    assert 60 <= fault["mttr_minutes"] <= 60 + 90
-    assert incident["closed_minute"] == 30 + fault["mttr_minutes"]
+    assert 60 <= fault["mttr_minutes"] <= fault["close_minutes"] <= 60 + 90
+    assert incident["closed_minute"] == 30 + fault["close_minutes"]
     unhealthy = orders["minutes"] - orders["healthy_minutes"]
     assert unhealthy <= fault["mttr_minutes"]  # no unhealthy minute outside the incident
+    # MTTR is DESIGN's "onset → healthy again": unhealthy in the minute before, healthy from then until it closed.
+    store = Store.open(url)
+    with store.read() as conn:
+        frame = repo.pipeline_health_frame(conn, EPOCH, EPOCH + timedelta(minutes=240))
+    store.dispose()
+    healthy = frame[frame["pipeline_id"] == "orders"]["slo_healthy"].tolist()
+    back = 30 + fault["mttr_minutes"]
+    assert not healthy[back - 1] and all(healthy[back:incident["closed_minute"]])
 
 
 def test_cli_same_seed_gives_identical_json_and_a_readable_table(tmp_path):
