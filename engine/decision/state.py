@@ -62,6 +62,7 @@ class Observation:
     last_action: ActionKind | None  # the last action other than waiting
     minutes_open: int
     steps: int = 0  # decisions taken on this incident, waiting included
+    throttled: bool = False  # the loop's own back pressure is in force on this pipeline
 
     @property
     def queue_bucket(self) -> str:
@@ -73,15 +74,27 @@ class Observation:
         return "fresh" if self.freshness_ratio <= 1.0 else "stale"  # NaN compares False: stale
 
 
-def root_stage(stages: Iterable[StageHealth]) -> StageHealth | None:
-    """The suspected root cause among unhealthy stages: failed before degraded, a stage over a static limit
-    or logging warnings before one that is only statistically unusual (a slow stage makes the stages around
-    it look anomalous too), then the stage over the most static limits (a hot stage over its cpu, memory and
-    latency limits before a neighbour whose latency only reflects the queue the hot one builds), then the
-    most upstream."""
+def root_stage(stages: Iterable[StageHealth], *, throttled: bool = False) -> StageHealth | None:
+    """The suspected root cause among unhealthy stages: failed before degraded, a stage whose trouble is not
+    the loop's own doing before one whose is (`throttled`: back pressure holds rows at the source, so its lag
+    is expected), a stage over a static limit or logging warnings before one that is only statistically
+    unusual (a slow stage makes the stages around it look anomalous too), then the stage over the most
+    static limits (a hot stage over its cpu, memory and latency limits before a neighbour whose latency only
+    reflects the queue the hot one builds), then the most upstream."""
     bad = [h for h in stages if h.status is not Health.HEALTHY]
-    return min(bad, key=lambda h: (-h.status.rank, h.reason.startswith(ANOMALY_PREFIX), -_limits_over(h),
-                                   STAGES.index(h.stage)), default=None)
+    return min(bad, key=lambda h: (-h.status.rank, throttled and held_back(h), h.reason.startswith(ANOMALY_PREFIX),
+                                   -_limits_over(h), STAGES.index(h.stage)), default=None)
+
+
+THROTTLED = "throttled"  # the error type of a source that only lags behind the loop's own back pressure
+_LAG_SIGNS = ("cdc_lag_s=", "latency_s=", ANOMALY_PREFIX)
+
+
+def held_back(h: StageHealth) -> bool:
+    """Whether a stage shows nothing but what an ingestion throttle causes: a source merely lagging (over its
+    lag or latency limits, or statistically unusual), not failed and logging nothing."""
+    return (h.stage is Stage.SOURCE and h.status is Health.DEGRADED
+            and all(part.startswith(_LAG_SIGNS) for part in h.reason.split("; ")))
 
 
 def _limits_over(h: StageHealth) -> int:
@@ -90,10 +103,14 @@ def _limits_over(h: StageHealth) -> int:
 
 
 def observe(view: MinuteView, incident: Incident, *, attempts: int = 0, last_action: ActionKind | None = None,
-            steps: int = 0) -> Observation:
-    """The observation of `incident` in the minute `view` describes."""
-    root = root_stage(view.stages)
-    error_type = classify_message(root.reason) if root is not None else "unknown"
+            steps: int = 0, throttled: bool = False) -> Observation:
+    """The observation of `incident` in the minute `view` describes (`throttled`: the loop's own back
+    pressure is in force, so a source that only lags is its doing, not a stopped CDC task)."""
+    root = root_stage(view.stages, throttled=throttled)
+    if root is not None and throttled and held_back(root):
+        error_type = THROTTLED
+    else:
+        error_type = classify_message(root.reason) if root is not None else "unknown"
     if error_type == "unknown":
         error_type = incident.error_type
     stage = root.stage if root is not None else incident.stage
@@ -107,7 +124,7 @@ def observe(view: MinuteView, incident: Incident, *, attempts: int = 0, last_act
         warehouse_queue_s=float(queue), freshness_ratio=float(fresh),
         slo_healthy=bool(view.health.slo_healthy) if view.health else False, attempts=attempts,
         last_action=last_action, minutes_open=max(0, round((view.ts - incident.opened_at).total_seconds() / 60)),
-        steps=steps)
+        steps=steps, throttled=throttled)
 
 
 def encode(obs: Observation) -> str:

@@ -100,30 +100,40 @@ ACTIONS: tuple[ActionKind, ...] = tuple(CATALOG)
 assert set(ACTIONS) == set(ActionKind), "every ActionKind needs a catalog entry"
 
 
-def available(stage: Stage | None, started: Sequence[tuple[ActionKind, int]], minute: int,
-              catalog: Mapping[ActionKind, ActionSpec] = CATALOG, *, failing: bool = True) -> tuple[ActionKind, ...]:
+def available(stage: Stage | None, started: Sequence[tuple[ActionKind, int] | tuple[ActionKind, int, Stage | None]],
+              minute: int, catalog: Mapping[ActionKind, ActionSpec] = CATALOG, *,
+              failing: bool = True) -> tuple[ActionKind, ...]:
     """Actions whose preconditions hold: the stage fits, disruptive actions only while the root stage is
     failing (`failing`), the cooldown since the action's last start has passed, an action limited to a
     streak (waiting) has not just run that many times in a row, and no action runs more than its
     `max_tries` on one incident (when it has one).
 
-    `started` is the incident's (action, start minute) history; `minute` is now, on the same clock.
+    `started` is the incident's history of (action, start minute) or (action, start minute, stage it landed
+    on); `minute` is now, on the same clock. A cooldown guards the component an action landed on: a retry
+    against the orchestrator does not make a retry against the warehouse wait (pipeline-wide actions, and
+    entries that name no stage, cool down for the whole pipeline).
     """
     last: dict[ActionKind, int] = {}
-    for kind, at in started:
+    for entry in started:
+        kind, at = entry[0], entry[1]
+        landed = entry[2] if len(entry) > 2 else None
+        spec = catalog.get(kind)
+        if spec is not None and not spec.pipeline_wide and landed is not None and landed is not spec.target(stage):
+            continue  # it ran on another component: no cooldown here
         last[kind] = max(at, last.get(kind, at))
+    kinds = [entry[0] for entry in started]
     streak = 0
-    for kind, _ in reversed(started):
-        if started and kind is not started[-1][0]:
+    for kind in reversed(kinds):
+        if kind is not kinds[-1]:
             break
         streak += 1
     out = []
     for kind, spec in catalog.items():
         if not spec.applies_to(stage) or (spec.needs_failure and not failing):
             continue
-        if spec.max_streak is not None and started and started[-1][0] is kind and streak >= spec.max_streak:
+        if spec.max_streak is not None and kinds and kinds[-1] is kind and streak >= spec.max_streak:
             continue
-        if spec.max_tries is not None and sum(k is kind for k, _ in started) >= spec.max_tries:
+        if spec.max_tries is not None and kinds.count(kind) >= spec.max_tries:
             continue
         if kind in last and minute - last[kind] < spec.cooldown_minutes:
             continue

@@ -27,7 +27,7 @@ SETTLE_MINUTES = 20  # how long past an action's completion the loop keeps watch
 EXPLORING_CONFIDENCE = 0.3  # an exploratory choice is never more confident than this (policies read it)
 
 
-def _forget_last(history: list[tuple[ActionKind, int]], action: ActionKind) -> None:
+def _forget_last(history: list[tuple[ActionKind, int, Stage]], action: ActionKind) -> None:
     for k in range(len(history) - 1, -1, -1):
         if history[k][0] is action:
             del history[k]
@@ -63,7 +63,7 @@ class _Episode:
     attempts: int = 0
     steps: int = 0
     last_action: ActionKind | None = None
-    history: list[tuple[ActionKind, int]] = field(default_factory=list)
+    history: list[tuple[ActionKind, int, Stage]] = field(default_factory=list)  # (action, start minute, stage)
     step: _Step | None = None
     reward: float = 0.0
     cost: float = 0.0
@@ -204,7 +204,14 @@ class Healer:
 
     # -- internals --------------------------------------------------------------------------------
     def _observation(self, view: MinuteView, inc: Incident, ep: _Episode) -> Observation:
-        return observe(view, inc, attempts=ep.attempts, last_action=ep.last_action, steps=ep.steps)
+        return observe(view, inc, attempts=ep.attempts, last_action=ep.last_action, steps=ep.steps,
+                       throttled=self._throttled(ep, minute_of(view.ts)))
+
+    def _throttled(self, ep: _Episode, now: int) -> bool:
+        """Whether this incident's back pressure may still hold rows at the source: applied and not failed,
+        within its cooldown (the throttle adapts and lifts itself as lag falls; the loop does not see when)."""
+        window = self.catalog[ActionKind.APPLY_BACK_PRESSURE].cooldown_minutes
+        return any(kind is ActionKind.APPLY_BACK_PRESSURE and now - at < window for kind, at, _ in ep.history)
 
     def _allowed(self, obs: Observation, ep: _Episode, now: int) -> tuple[ActionKind, ...]:
         return available(obs.stage, ep.history, now, self.catalog, failing=obs.stage_status is Health.FAILED)
@@ -261,7 +268,7 @@ class Healer:
                                 min(obs.confidence, EXPLORING_CONFIDENCE) if choice.explored else obs.confidence)
         exe = self.executor.submit(request)
         now = minute_of(ts)
-        ep.history.append((choice.action, now))
+        ep.history.append((choice.action, now, request.stage))
         ep.steps += 1
         if choice.action is not ActionKind.WAIT:
             ep.attempts += 1

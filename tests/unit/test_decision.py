@@ -110,6 +110,28 @@ def test_root_stage_prefers_failing_then_real_limits_over_anomalies_then_upstrea
                        ]).stage is Stage.TRANSFORM
 
 
+def test_a_source_lagging_behind_the_loops_own_back_pressure_is_not_taken_for_a_stopped_cdc_task():
+    lagging = StageHealth("orders", Stage.SOURCE, T0, Health.DEGRADED, "cdc_lag_s=900 ≥ 300; latency_s=40 ≥ 15")
+    hot = StageHealth("orders", Stage.TRANSFORM, T0, Health.DEGRADED, "cpu_pct=97 ≥ 90")
+    inc = Incident(7, "orders", IncidentStatus.OPEN, T0, T0, Stage.TRANSFORM, "resource_contention", 0.6, {})
+
+    def seen(*stages, throttled):
+        view = MinuteView("orders", T0, PipelineHealth("orders", T0, Health.DEGRADED, 30.0, {}, False), stages,
+                          {Stage.TRANSFORM: {"cpu_pct": 97.0}}, 15.0)
+        return observe(view, inc, throttled=throttled)
+
+    # Unthrottled, the source over two limits is the suspect; under the loop's own throttle its lag is expected.
+    assert (seen(lagging, hot, throttled=False).error_type, seen(lagging, hot, throttled=False).stage) == \
+        ("cdc_stopped", Stage.SOURCE)
+    o = seen(lagging, hot, throttled=True)
+    assert (o.error_type, o.stage, o.throttled) == ("resource_contention", Stage.TRANSFORM, True)
+    # Nothing else wrong: the state says the pipeline waits on its throttle, not that CDC stopped.
+    assert encode(seen(lagging, throttled=True)).startswith("throttled|slow|")
+    # A source that logs an error or has failed is never excused by the throttle.
+    erring = StageHealth("orders", Stage.SOURCE, T0, Health.DEGRADED, "cdc_lag_s=900 ≥ 300; error_count=3")
+    assert seen(erring, hot, throttled=True).stage is Stage.SOURCE
+
+
 def test_observe_and_encode_use_only_the_analysis_output():
     stages = (StageHealth("orders", Stage.TRANSFORM, T0, Health.FAILED,
                           "java.lang.OutOfMemoryError: GC overhead limit exceeded"),
@@ -137,6 +159,11 @@ def test_catalog_covers_every_action_and_preconditions_hold():
     assert A.SCALE_WORKERS not in cooled and A.SCALE_WORKERS in available(Stage.TRANSFORM, [(A.SCALE_WORKERS, 10)], 30)
     assert A.WAIT not in available(Stage.TRANSFORM, [(A.WAIT, 1), (A.WAIT, 3)], 5)  # no third wait in a row
     assert A.WAIT in available(Stage.TRANSFORM, [(A.WAIT, 1), (A.RETRY_WITH_BACKOFF, 3), (A.WAIT, 5)], 7)
+    # A cooldown guards the component the action landed on; pipeline-wide actions cool down everywhere.
+    retried = [(A.RETRY_WITH_BACKOFF, 10, Stage.ORCHESTRATOR)]
+    assert A.RETRY_WITH_BACKOFF not in available(Stage.ORCHESTRATOR, retried, 12)
+    assert A.RETRY_WITH_BACKOFF in available(Stage.WAREHOUSE, retried, 12)
+    assert A.RESCHEDULE not in available(Stage.SOURCE, [(A.RESCHEDULE, 10, Stage.WAREHOUSE)], 12)
     assert CATALOG[A.RESCHEDULE].target(Stage.SOURCE) is Stage.WAREHOUSE  # pipeline-wide actions land where they act
     assert CATALOG[A.RETRY_WITH_BACKOFF].target(Stage.SOURCE) is Stage.SOURCE
 
