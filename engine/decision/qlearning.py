@@ -1,8 +1,11 @@
 """Tabular Q-learning over the encoded incident state.
 
-ε-greedy with a per-episode decay; learning rate and discount are parameters. Q-values start at 0 and most
-rewards are negative, so an untried action looks better than a tried bad one: exploration is systematic.
-Exploration only ever picks among the actions the caller allows (the catalog's preconditions, the policy).
+ε-greedy with a per-episode decay; learning rate and discount are parameters. Q-values start at 0. Most
+rewards are negative, so an untried action usually looks better than a tried bad one; but recovery is worth
++50, so a mediocre fix that works can sit above 0 and hide a better action nobody tried. While exploring
+(training), every allowed action therefore gets one try in a state before ε-greedy takes over
+(`try_untried`). Exploration only ever picks among the actions the caller allows (the catalog's
+preconditions, the policy).
 
 Every transition also updates the state's coarse version (`state.coarse`: the queue level left out), kept in
 the same table under keys ending in ``*``. While the exact state has been tried fewer than `backoff_visits`
@@ -30,6 +33,7 @@ class QParams:
     epsilon_min: float = 0.1  # keeps revisiting actions whose first estimates were unlucky (training only)
     epsilon_decay: float = 0.997  # multiplied in once per finished episode
     backoff_visits: int = 10  # below this many tries in the exact state, act on the coarse state's values
+    try_untried: bool = True  # while exploring, an allowed action never tried in the state goes first
 
     def __post_init__(self) -> None:
         if not (0 < self.alpha <= 1 and 0 <= self.gamma <= 1 and 0 <= self.epsilon_min <= self.epsilon <= 1
@@ -111,19 +115,29 @@ class QLearningPolicy:
         """Q-values the policy acts on: the exact state's, or the whole coarse state's row while the exact state
         has been tried fewer than `backoff_visits` times over the allowed actions (values from one level are
         compared with each other only: a rare state's few estimates are not weighed against pooled ones)."""
+        return self.table.row(self._acting_key(state, allowed), allowed)
+
+    def _acting_key(self, state: str, allowed: Sequence[ActionKind]) -> str:
         general = coarse(state)
         if general is not None and self.params.backoff_visits:
             here = sum(self.table.n(state, a) for a in allowed)
             there = sum(self.table.n(general, a) for a in allowed)
             if here < self.params.backoff_visits and there > here:
-                return self.table.row(general, allowed)
-        return self.table.row(state, allowed)
+                return general
+        return state
 
     def choose(self, obs: Observation, allowed: Sequence[ActionKind], rng: np.random.Generator) -> Choice:
         if not allowed:
             raise ValueError("no action allowed")
         state = encode(obs)
-        row = self.values(state, allowed)
+        key = self._acting_key(state, allowed)
+        row = self.table.row(key, allowed)
+        untried = [a for a in allowed if not self.table.n(key, a)] if self.explore and self.params.try_untried else []
+        if untried and len(untried) < len(allowed):
+            # Rewards can be positive (recovery), so an untried action's 0 may sit below a mediocre tried one and
+            # never be tried greedily: while exploring, every allowed action gets one try in a state first.
+            action = untried[int(rng.integers(len(untried)))]
+            return Choice(action, f"trying {action.value} once in state {key}", row, explored=True)
         if self.explore and rng.random() < self.epsilon:
             action = allowed[int(rng.integers(len(allowed)))]
             return Choice(action, f"exploring (ε={self.epsilon:.3f})", row, explored=True)

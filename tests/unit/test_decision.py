@@ -94,6 +94,23 @@ def test_q_values_stay_finite_and_bounded_by_the_rewards(steps):
     assert np.isfinite(q) and abs(q) <= bound + 1e-6
 
 
+def test_while_exploring_an_untried_action_gets_its_one_try_before_a_tried_one_that_merely_worked():
+    o = obs("resource_contention", status=Health.FAILED, queue=30.0)
+    state = encode(o)
+    table = QTable()
+    table.set(state, A.SCALE_WAREHOUSE, 15.0)  # worked, slowly: above the untried actions' 0
+    allowed = (A.SCALE_WAREHOUSE, A.RESCHEDULE, A.WAIT)
+    rng = np.random.default_rng(0)
+    learner = QLearningPolicy(table, QParams(epsilon=0.0, epsilon_min=0.0, backoff_visits=0))
+    tried = {learner.choose(o, allowed, rng).action for _ in range(20)}
+    assert tried == {A.RESCHEDULE, A.WAIT}  # only the untried ones, each a marked exploration
+    assert learner.choose(o, allowed, rng).explored
+    greedy = QLearningPolicy(table, QParams(backoff_visits=0), explore=False)
+    assert {greedy.choose(o, allowed, rng).action for _ in range(5)} == {A.SCALE_WAREHOUSE}
+    off = QLearningPolicy(table, QParams(epsilon=0.0, epsilon_min=0.0, backoff_visits=0, try_untried=False))
+    assert off.choose(o, allowed, rng).action is A.SCALE_WAREHOUSE
+
+
 # -- state ----------------------------------------------------------------------------------------
 def test_root_stage_prefers_failing_then_real_limits_over_anomalies_then_upstream():
     h = lambda stage, status, reason="": StageHealth("orders", stage, T0, status, reason)  # noqa: E731
