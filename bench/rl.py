@@ -23,8 +23,8 @@ import numpy as np
 from engine.decision.qlearning import QLearningPolicy
 from engine.feedback.bench import bench, run_policy
 from engine.feedback.curriculum import episode_scenario, write_sets
-from engine.feedback.summaries import bench_lines, curve, curve_lines
-from engine.feedback.training import train
+from engine.feedback.summaries import bench_lines, checkpoint_lines, curve, curve_lines
+from engine.feedback.training import default_checkpoints, train
 
 
 def _targets(res: dict[str, dict]) -> list[str]:
@@ -50,6 +50,7 @@ def _targets(res: dict[str, dict]) -> list[str]:
 def greedy_curve(*, seed: int, chunk: int = 50, upto: int = 400, probes: int = 12) -> list[tuple[int, float, str]]:
     """Train in chunks and, after each, run the greedy policy on `probes` credentials_expired scenarios drawn
     from a training-side stream (not the held-out sets): (episodes so far, mean MTTR, most common first action).
+    Plain training, no checkpoint selection: the curve shows what the learner knows after N episodes.
     """
     rng = np.random.default_rng([seed, 4242])
     probe = [episode_scenario(rng, "novel", f"probe-{k}", twin_seed=2 * int(rng.integers(0, 2**30)))
@@ -78,9 +79,10 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="selfheal-rl-"))
     sets = write_sets(out, count=args.count, seed=args.heldout_seed)
     agent = QLearningPolicy()
-    run = train(agent, episodes=args.episodes, seed=args.seed)
-    print(f"trained {len(run.records)} episodes in {run.seconds:.1f} s; {len(agent.table.values)} states, "
-          f"{len(agent.table)} Q-values (held-out sets in {out})")
+    run = train(agent, episodes=args.episodes, seed=args.seed, checkpoints=default_checkpoints(args.episodes))
+    print(f"trained {len(run.records)} episodes in {run.seconds:.1f} s (checkpoint scoring included); "
+          f"{len(agent.table.values)} states, {len(agent.table)} Q-values (held-out sets in {out})")
+    print("\n".join(checkpoint_lines(run.checkpoints)))
     print("learning curve, credentials_expired (no runbook rule), MTTR per 50 training episodes:")
     print("\n".join(curve_lines(run.records, kind="credentials_expired")))
     greedy = greedy_curve(seed=args.seed)
@@ -97,6 +99,7 @@ def main() -> None:
     print("\n".join(_targets(results)))
     if args.json:
         training = {"episodes": len(run.records), "seconds": round(run.seconds, 2), "curve": curve(run.records),
+                    "checkpoints": [c.to_dict() for c in run.checkpoints],
                     "credentials_curve": curve(run.records, kind="credentials_expired"), "greedy_curve": greedy}
         args.json.write_text(json.dumps({"training": training, "results": results}, indent=2, sort_keys=True))
 

@@ -225,16 +225,20 @@ def train(
     = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the learning curve (per episode) here.")]
     = None,
+    *,
     fresh: Annotated[bool, typer.Option(help="Start from an empty Q-table instead of the stored one.")] = False,
+    select: Annotated[bool, typer.Option(help="Score the greedy policy at 60-100 % of the episodes on training-side "
+                                              "validation episodes and keep the best table (runs of 200+ episodes)."
+                                         )] = True,
 ) -> None:
     """Train the Q-learning policy in the twin on generated scenarios; the table is saved in the store."""
     from datetime import UTC, datetime
 
     from engine.feedback import memory
-    from engine.feedback.summaries import curve_lines
+    from engine.feedback.summaries import checkpoint_lines, curve_lines
+    from engine.feedback.training import default_checkpoints
     from engine.feedback.training import train as run_training
     from engine.settings import load_settings
-    from engine.store import decision_repo
     from engine.store.db import Store
 
     try:
@@ -246,11 +250,10 @@ def train(
                       TimeRemainingColumn(), console=err, transient=True) as bar:
             task = bar.add_task("train", total=episodes)
             run = run_training(agent, episodes=episodes, seed=seed,
+                               checkpoints=default_checkpoints(episodes) if select else (),
                                progress=lambda done, _total: bar.update(task, completed=done))
         with db.transaction() as conn:
-            memory.save_table(conn, agent.table, now=datetime.now(UTC))
-            memory.persist_learning(conn, agent.table, run.learned[-500:], source="training")
-            decision_repo.save_training(conn, memory.POLICY, run.summary(seed=seed, episodes_total=agent.episodes))
+            memory.record_training(conn, agent, run, seed=seed, now=datetime.now(UTC))
     except SelfhealError as e:
         raise _fail(e) from e
     if json_out is not None:
@@ -260,6 +263,9 @@ def train(
     out.print(f"trained {len(run.records)} episodes in {run.seconds:.1f} s ({run.batches} batches); "
               f"{len(agent.table.values)} states, {len(agent.table)} state-action values; epsilon now "
               f"{agent.epsilon:.3f}", soft_wrap=True)
+    if run.checkpoints:
+        out.print("checkpoints (greedy policy on training-side validation episodes):", highlight=False)
+        out.print("\n".join(checkpoint_lines(run.checkpoints)), highlight=False, markup=False)
     out.print("learning curve, all episodes:", highlight=False)
     out.print("\n".join(curve_lines(run.records)), highlight=False, markup=False)
     out.print("learning curve, credentials_expired (no runbook rule):", highlight=False)

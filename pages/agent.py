@@ -9,7 +9,7 @@ from plotly.subplots import make_subplots
 
 from console.services import runtime_or_stop
 from engine.errors import SelfhealError
-from engine.feedback.agent_view import AgentView, agent_view
+from engine.feedback.agent_view import AgentView, agent_view, checkpoint_frame
 
 settings, runtime = runtime_or_stop()
 st.title(":material/psychology: Agent", anchor=False)
@@ -86,6 +86,11 @@ else:
     st.caption(f"Last training run: {t.get('episodes')} episodes in {t.get('seconds')} s (seed {t.get('seed')}); "
                "means per 50 episodes; an episode not recovered within the horizon counts 240 min.")
     st.plotly_chart(learning_curve(view), key="agent_curve")
+    checkpoints = checkpoint_frame(t)
+    if not checkpoints.empty:
+        st.caption("Checkpoints: the greedy policy scored on training-side validation episodes (MTTR relative to "
+                   "the oracle's, averaged over fault families; lower is better). The kept table is the best.")
+        st.dataframe(checkpoints, hide_index=True, width="stretch", key="agent_checkpoints")
 
 st.subheader("Recent transitions", anchor=False)
 if view.transitions.empty:

@@ -66,6 +66,15 @@ def curve_frame(training: dict[str, Any], window: int = WINDOW, horizon: float =
     return out.round(2)
 
 
+def checkpoint_frame(training: dict[str, Any]) -> pd.DataFrame:
+    """The checkpoints the last training run scored (one row each, per-family MTTR as columns)."""
+    rows = training.get("checkpoints") or []
+    if not rows:
+        return pd.DataFrame(columns=["episodes", "score", "kept"])
+    return pd.DataFrame([{"episodes": r["episodes"], "score": r["score"], "kept": r["chosen"],
+                          **{f"{k} MTTR": v for k, v in r["mttr"].items()}} for r in rows])
+
+
 def _view_of(store: Store, incident: Incident) -> MinuteView | None:
     """The newest analysed minute of the incident's pipeline, rebuilt from the store."""
     with store.read() as conn:

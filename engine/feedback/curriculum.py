@@ -97,13 +97,16 @@ def sparse_scenario(rng: np.random.Generator, name: str, *, twin_seed: int, days
                            "faults": sorted(faults, key=lambda f: f["at_minute"])}, name)
 
 
-def training_batch(rng: np.random.Generator, size: int, index: int,
-                   mix: dict[str, float] | None = None) -> tuple[Scenario, list[str]]:
-    """A twin of `size` pipelines, each with one training episode; returns it and each pipeline's family."""
-    mix = mix or TRAINING_MIX
-    names = list(mix)
-    p = np.array([mix[n] for n in names]) / sum(mix.values())
-    families = [names[int(k)] for k in rng.choice(len(names), size=size, p=p)]
+def training_batch(rng: np.random.Generator, size: int, index: int, mix: dict[str, float] | None = None, *,
+                   families: Sequence[str] | None = None) -> tuple[Scenario, list[str]]:
+    """A twin of `size` pipelines, each with one training episode; returns it and each pipeline's family
+    (drawn from `mix`, or exactly `families` when given)."""
+    if families is None:
+        mix = mix or TRAINING_MIX
+        names = list(mix)
+        p = np.array([mix[n] for n in names]) / sum(mix.values())
+        families = [names[int(k)] for k in rng.choice(len(names), size=size, p=p)]
+    families = list(families)
     pipes, faults = [], []
     for i, family in enumerate(families):
         pid = f"t{i}"

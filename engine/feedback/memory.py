@@ -9,6 +9,7 @@ from sqlalchemy import Connection
 
 from engine.decision.qlearning import QLearningPolicy, QParams, QTable
 from engine.feedback.loop import Learned
+from engine.feedback.training import TrainingRun
 from engine.model import ActionKind
 from engine.store import decision_repo
 from engine.store.db import Store
@@ -63,3 +64,14 @@ def persist_learning(conn: Connection, table: QTable, learned: Sequence[Learned]
     touched = {(x.transition.state, x.transition.action) for x in learned if x.update is not None}
     rows = [(s, a.value, table.q(s, a), table.visits.get(s, {}).get(a, 0)) for s, a in sorted(touched)]
     decision_repo.upsert_q_values(conn, policy, rows, now or datetime.now(UTC))
+
+
+def record_training(conn: Connection, agent: QLearningPolicy, run: TrainingRun, *, seed: int, keep: int = 500,
+                    now: datetime | None = None) -> None:
+    """Store what a training run leaves: the table it ended with (after checkpoint selection, the kept one,
+    replacing the stored table), its newest `keep` transitions as history, and its summary (learning curve,
+    checkpoints) for the Agent page. The caller's transaction."""
+    now = now or datetime.now(UTC)
+    save_table(conn, agent.table, now=now)
+    decision_repo.insert_transitions(conn, records_of(run.learned[-keep:] if keep else [], source="training"))
+    decision_repo.save_training(conn, POLICY, run.summary(seed=seed, episodes_total=agent.episodes))

@@ -3,19 +3,27 @@
 Episodes run in batches: one twin with `batch_size` pipelines, each carrying one episode's faults, so the
 twin and the analysis layer work on arrays instead of one pipeline at a time. Each pipeline's episode ends
 when its incident closes (or after `HORIZON` minutes). Deterministic for a seed.
+
+Checkpoint selection: a tabular learner's greedy policy swings from one batch to the next (a few noisy
+updates reorder near-equal Q-values), and an unlucky swing late in training can leave a policy that loops on
+the wrong fix. With `checkpoints`, training scores the greedy policy at those episode counts on a fixed
+validation set drawn from the training side (its own seed stream, every family equally, never a benchmark
+file) and keeps the table that scored best: MTTR relative to the oracle on the same episodes, averaged over
+the families so that no family's scale dominates.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from engine.decision.qlearning import QLearningPolicy
+from engine.decision.policy import Policy
+from engine.decision.qlearning import QLearningPolicy, QTable
 from engine.feedback.arena import Arena
-from engine.feedback.curriculum import TRAINING_MIX, training_batch
+from engine.feedback.curriculum import HORIZON, TRAINING_MIX, training_batch
 from engine.feedback.loop import Learned
 from engine.feedback.reward import RewardWeights
 from engine.sim.twin import Twin
@@ -30,11 +38,24 @@ class EpisodeRecord:
     kind: str  # the first fault's kind (ground truth, for the learning curve only)
     stage: str
     reward: float
-    mttr_minutes: float | None  # None: not recovered within the horizon
+    mttr_minutes: float | None  # onset → pipeline healthy again; None: not recovered within the horizon
     actions: int
     cost: float
     first_action: str | None
     epsilon: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The greedy policy scored on the validation set after `episodes` training episodes."""
+
+    episodes: int
+    score: float  # mean over families of (policy MTTR / oracle MTTR) on the validation episodes; lower is better
+    mttr: dict[str, float]  # per family, the policy's mean MTTR (minutes; an unrecovered episode counts HORIZON)
+    chosen: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,23 +67,76 @@ class TrainingRun:
     seconds: float
     batches: int
     learned: list[Learned]  # the newest learning steps (at most KEEP_LEARNED), for the console
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+
+    @property
+    def chosen(self) -> Checkpoint | None:
+        return next((c for c in self.checkpoints if c.chosen), None)
 
     def summary(self, *, seed: int, episodes_total: int) -> dict:
-        """What the store keeps of a run: the learning curve and how long it took."""
+        """What the store keeps of a run: the learning curve, the checkpoints scored and how long it took."""
         return {"seed": seed, "episodes": len(self.records), "episodes_total": episodes_total,
                 "seconds": round(self.seconds, 2), "batches": self.batches,
-                "curve": [r.to_dict() for r in self.records]}
+                "curve": [r.to_dict() for r in self.records],
+                "checkpoints": [c.to_dict() for c in self.checkpoints]}
 
 
 KEEP_LEARNED = 2000
+VALIDATION_FAMILIES = ("single", "mixed", "ambiguous", "novel")
+VALIDATION_EPISODES = 120  # spread equally over VALIDATION_FAMILIES
+
+
+def default_checkpoints(episodes: int) -> tuple[int, ...]:
+    """Where `selfheal train` and the bench score the policy: after 60, 70, 80, 90 and 100 % of the episodes
+    (none for runs under 200 episodes, too short for the late swings this guards against)."""
+    if episodes < 200:
+        return ()
+    return tuple(sorted({round(episodes * k / 10) for k in (6, 7, 8, 9, 10)}))
+
+
+class Validation:
+    """A fixed set of training-side episodes on which checkpoints are compared (the same twin seed each
+    time, so checkpoints meet identical faults); the oracle's MTTR on them is the yardstick."""
+
+    def __init__(self, seed: int, episodes: int = VALIDATION_EPISODES) -> None:
+        rng = np.random.default_rng([seed, 0xA11D])
+        families = [VALIDATION_FAMILIES[k % len(VALIDATION_FAMILIES)] for k in range(episodes)]
+        self.scenario, self.families = training_batch(rng, episodes, -1, families=families)
+        self.seed = seed
+        self.oracle = self._mttr(None)
+
+    def _mttr(self, table_policy: QLearningPolicy | None) -> dict[str, float]:
+        from engine.decision.baselines import OraclePolicy
+
+        holder: list[Arena] = []
+        policy = (OraclePolicy(lambda pid, ts: holder[0].truth(pid, ts))  # noqa: PLW0108 (the arena comes next)
+                  if table_policy is None
+                  else QLearningPolicy(table_policy.table, table_policy.params, explore=False, learning=False))
+        arena = Arena(Twin.from_scenario(self.scenario), policy, rng=np.random.default_rng([self.seed, 0xA11D]))
+        holder.append(arena)
+        by: dict[str, list[float]] = {}
+        for r in _run_batch(arena, self.scenario.duration_minutes, self.families, policy, 0):
+            by.setdefault(r.family, []).append(HORIZON if r.mttr_minutes is None else r.mttr_minutes)
+        return {f: float(np.mean(v)) for f, v in sorted(by.items())}
+
+    def score(self, policy: QLearningPolicy, episodes: int) -> Checkpoint:
+        mttr = self._mttr(policy)
+        ratio = [mttr[f] / max(self.oracle[f], 1.0) for f in mttr]
+        return Checkpoint(episodes, round(float(np.mean(ratio)), 4), {f: round(v, 2) for f, v in mttr.items()})
 
 
 def train(policy: QLearningPolicy, *, episodes: int, seed: int = 0, batch_size: int = 10,
           mix: dict[str, float] | None = None, weights: RewardWeights | None = None,
-          progress: Callable[[int, int], None] | None = None) -> TrainingRun:
-    """Train `policy` for `episodes` episodes (its table is updated in place)."""
+          progress: Callable[[int, int], None] | None = None,
+          checkpoints: Sequence[int] = (), validation_episodes: int = VALIDATION_EPISODES) -> TrainingRun:
+    """Train `policy` for `episodes` episodes (its table is updated in place). With `checkpoints` (episode
+    counts, e.g. `default_checkpoints(episodes)`), the policy ends with the table of the best-scoring one."""
     if episodes < 1 or batch_size < 1:
         raise ValueError("episodes and batch_size must be at least 1")
+    marks = sorted({c for c in checkpoints if 0 < c <= episodes})
+    validation = Validation(seed, validation_episodes) if marks else None
+    scored: list[Checkpoint] = []
+    best: tuple[float, QTable, int] | None = None  # (score, table, index in scored)
     rng = np.random.default_rng([seed, 0x7EA1])
     records: list[EpisodeRecord] = []
     learned: list[Learned] = []
@@ -76,12 +150,20 @@ def train(policy: QLearningPolicy, *, episodes: int, seed: int = 0, batch_size: 
         records.extend(_run_batch(arena, scenario.duration_minutes, families, policy, len(records)))
         learned = (learned + arena.log.learned)[-KEEP_LEARNED:]
         batches += 1
+        while validation is not None and marks and len(records) >= marks[0]:
+            point = validation.score(policy, marks.pop(0))
+            scored.append(point)
+            if best is None or point.score < best[0]:
+                best = (point.score, policy.table.copy(), len(scored) - 1)
         if progress:
             progress(len(records), episodes)
-    return TrainingRun(records[:episodes], time.perf_counter() - t0, batches, learned)
+    if best is not None:
+        policy.table = best[1]
+        scored[best[2]] = replace(scored[best[2]], chosen=True)
+    return TrainingRun(records[:episodes], time.perf_counter() - t0, batches, learned, scored)
 
 
-def _run_batch(arena: Arena, duration: int, families: list[str], policy: QLearningPolicy,
+def _run_batch(arena: Arena, duration: int, families: list[str], policy: Policy,
                first_episode: int) -> list[EpisodeRecord]:
     twin = arena.twin
     onset = {}
@@ -102,10 +184,12 @@ def _run_batch(arena: Arena, duration: int, families: list[str], policy: QLearni
             closed = round((end.closed_at - twin.start).total_seconds() / 60)
             if closed <= f.start:
                 continue  # a false incident before the fault
+            slo = arena.slo[end.pipeline_id]  # MTTR as DESIGN: onset → healthy again (after the last bad minute)
+            back = next((m + 1 for m in range(min(closed, len(slo)) - 1, f.start - 1, -1) if not slo[m]), f.start)
             done[end.pipeline_id] = EpisodeRecord(
                 first_episode + len(done), families[twin.index_of(end.pipeline_id)], f.kind.value, f.stage.value,
-                round(end.reward, 3), closed - f.start, end.actions, round(end.cost, 3),
-                first_action.get(end.pipeline_id), round(policy.epsilon, 4))
+                round(end.reward, 3), back - f.start, end.actions, round(end.cost, 3),
+                first_action.get(end.pipeline_id), round(getattr(policy, 'epsilon', 0.0), 4))
         arena.log.ended.clear()
     # Episodes cut off by the horizon: no recovery reward, and they count for the exploration schedule.
     for pid, f in onset.items():
@@ -115,7 +199,7 @@ def _run_batch(arena: Arena, duration: int, families: list[str], policy: QLearni
             done[pid] = EpisodeRecord(
                 first_episode + len(done), families[twin.index_of(pid)], f.kind.value, f.stage.value,
                 round(ep.reward if ep else 0.0, 3), None, ep.attempts if ep else 0, round(ep.cost if ep else 0.0, 3),
-                first_action.get(pid), round(policy.epsilon, 4))
+                first_action.get(pid), round(getattr(policy, 'epsilon', 0.0), 4))
     return sorted(done.values(), key=lambda r: r.episode)
 
 

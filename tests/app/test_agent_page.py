@@ -9,7 +9,6 @@ from engine.decision.qlearning import QLearningPolicy
 from engine.feedback import memory
 from engine.feedback.training import train
 from engine.service.runtime import EmbeddedRuntime
-from engine.store import decision_repo
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = str(ROOT / "pages" / "agent.py")
@@ -31,11 +30,9 @@ def test_without_a_q_table_the_page_says_how_to_train(runtime: EmbeddedRuntime):
 
 def test_trained_table_curve_transitions_and_the_choice_for_an_open_incident(runtime: EmbeddedRuntime):
     agent = QLearningPolicy()
-    run = train(agent, episodes=20, seed=1, batch_size=10)
+    run = train(agent, episodes=20, seed=1, batch_size=10, checkpoints=(10, 20), validation_episodes=4)
     with runtime.store.transaction() as conn:
-        memory.save_table(conn, agent.table, now=datetime.now(UTC))
-        memory.persist_learning(conn, agent.table, run.learned[-30:], source="training")
-        decision_repo.save_training(conn, memory.POLICY, run.summary(seed=1, episodes_total=agent.episodes))
+        memory.record_training(conn, agent, run, seed=1, keep=30, now=datetime.now(UTC))
     runtime.inject_fault("orders", "transform", "schema_drift")
     runtime.advance(5)
     at = _run(AGENT)
@@ -49,6 +46,9 @@ def test_trained_table_curve_transitions_and_the_choice_for_an_open_incident(run
     assert {"action", "Q"} <= set(options.columns) and len(options) >= 2  # the alternatives and their values
     recent = next(f for f in frames if "state" in f.columns)
     assert len(recent) == min(30, len(run.learned))
+    scored = next(f for f in frames if "kept" in f.columns)
+    assert scored["episodes"].tolist() == [10, 20] and scored["kept"].sum() == 1
+    assert scored.loc[scored["kept"], "score"].item() == min(c.score for c in run.checkpoints)
 
 
 def test_the_router_lists_the_agent_page(runtime: EmbeddedRuntime):

@@ -14,7 +14,7 @@ from engine.feedback.arena import Arena
 from engine.feedback.bench import run_policy
 from engine.feedback.curriculum import held_out, training_batch
 from engine.feedback.loop import Healer
-from engine.feedback.training import train
+from engine.feedback.training import VALIDATION_FAMILIES, Validation, default_checkpoints, train
 from engine.model import ActionKind, Stage
 from engine.service.simulate import run_scenario
 from engine.sim.scenario import parse_scenario
@@ -79,6 +79,24 @@ def test_training_is_deterministic_by_seed():
     assert ra.records == rb.records and a.table.values == b.table.values
     assert ra.records != rc.records
     assert len(ra.records) == 12 and [r.episode for r in ra.records] == list(range(12))
+
+
+def test_checkpoint_selection_keeps_the_best_scoring_table_and_is_deterministic():
+    runs = []
+    for _ in range(2):
+        agent = QLearningPolicy()
+        run = train(agent, episodes=30, seed=3, batch_size=10, checkpoints=(10, 20, 30), validation_episodes=8)
+        runs.append((run, agent))
+    (run, agent), (again, twin_agent) = runs
+    assert [c.episodes for c in run.checkpoints] == [10, 20, 30]
+    chosen = [c for c in run.checkpoints if c.chosen]
+    assert len(chosen) == 1 and chosen[0] is run.chosen
+    assert run.chosen.score == min(c.score for c in run.checkpoints)
+    # The policy ends with the chosen checkpoint's table: scoring it again gives the chosen score.
+    assert Validation(3, episodes=8).score(agent, 30).score == run.chosen.score
+    assert run.checkpoints == again.checkpoints and agent.table.values == twin_agent.table.values
+    assert set(run.chosen.mttr) == set(VALIDATION_FAMILIES)
+    assert default_checkpoints(100) == () and default_checkpoints(1000) == (600, 700, 800, 900, 1000)
 
 
 def test_training_and_held_out_scenarios_never_share_a_twin_seed():
