@@ -109,8 +109,8 @@ def slo_report(store: Store, start: datetime, end: datetime, target: float) -> S
         incidents = repo.incidents_between(conn, start, end)
     per = _per_pipeline(health, target)
     overall = float(health["slo_healthy"].mean()) if len(health) else None
-    return SloReport(start, end, target, overall, per, _burn(health, target), incidents_frame(incidents),
-                     _daily(incidents_frame(incidents)))
+    frame = incidents_frame(incidents, health)
+    return SloReport(start, end, target, overall, per, _burn(health, target), frame, _daily(frame))
 
 
 def _per_pipeline(health: pd.DataFrame, target: float) -> pd.DataFrame:
@@ -141,19 +141,41 @@ def _burn(health: pd.DataFrame, target: float) -> pd.DataFrame:
     return hourly[cols]
 
 
-def incidents_frame(incidents: list[Incident]) -> pd.DataFrame:
-    """Incidents as rows with MTTD (onset → opened) and MTTR (onset → healthy again) in minutes."""
+def incidents_frame(incidents: list[Incident], health: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Incidents as rows with MTTD (onset → opened) and MTTR (onset → healthy again) in minutes.
+
+    "Healthy again" is the minute after the pipeline's last SLO-unhealthy minute before the incident closed,
+    read from `health` (the window's per-minute pipeline health); without it, or when none of the incident's
+    unhealthy minutes fall in the window, the incident's close stands in (stricter: it also waits for every
+    stage to be back to normal). `close_minutes` is onset → closed.
+    """
+    bad = _unhealthy_minutes(health)
     rows = []
     for i in incidents:
-        mttr = (i.closed_at - i.onset_at).total_seconds() / 60 if i.closed_at else None
+        close = (i.closed_at - i.onset_at).total_seconds() / 60 if i.closed_at else None
+        mttr = close
+        times = bad.get(i.pipeline_id)
+        if close is not None and times is not None:
+            k = times.searchsorted(pd.Timestamp(i.closed_at), side="left")
+            if k and times[k - 1] >= pd.Timestamp(i.onset_at):
+                mttr = (times[k - 1] + pd.Timedelta(minutes=1) - pd.Timestamp(i.onset_at)).total_seconds() / 60
         rows.append({"id": i.id, "pipeline_id": i.pipeline_id, "status": i.status.value,
                      "stage": i.stage.value if i.stage else None, "error_type": i.error_type,
                      "confidence": i.confidence, "onset_at": i.onset_at, "opened_at": i.opened_at,
                      "closed_at": i.closed_at, "mttd_minutes": (i.opened_at - i.onset_at).total_seconds() / 60,
-                     "mttr_minutes": mttr})
+                     "mttr_minutes": mttr, "close_minutes": close})
     cols = ["id", "pipeline_id", "status", "stage", "error_type", "confidence", "onset_at", "opened_at",
-            "closed_at", "mttd_minutes", "mttr_minutes"]
+            "closed_at", "mttd_minutes", "mttr_minutes", "close_minutes"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _unhealthy_minutes(health: pd.DataFrame | None) -> dict[str, pd.DatetimeIndex]:
+    """Per pipeline, the sorted minutes it missed its SLO in `health`."""
+    if health is None or health.empty:
+        return {}
+    bad = health.loc[~health["slo_healthy"].astype(bool), ["pipeline_id", "ts"]]
+    return {pid: pd.DatetimeIndex(pd.to_datetime(g["ts"], utc=True)).sort_values()
+            for pid, g in bad.groupby("pipeline_id")}
 
 
 def _daily(frame: pd.DataFrame) -> pd.DataFrame:

@@ -163,6 +163,19 @@ def _report(incidents: list[Incident]) -> SloReport:
     return SloReport(T0, T0 + timedelta(hours=2), 0.99, 0.95, per, burn, inc, daily)
 
 
+def test_mttr_is_onset_to_healthy_again_and_close_time_is_kept_beside_it() -> None:
+    # Unhealthy minutes 0-11 of orders (then healthy while every stage settles); closed at minute 30.
+    health = pd.DataFrame({"pipeline_id": ["orders"] * 30 + ["payments"] * 3,
+                           "ts": [T0 + timedelta(minutes=m) for m in range(30)] + [T0] * 3,
+                           "slo_healthy": [m >= 12 for m in range(30)] + [False] * 3})
+    frame = incidents_frame([incident("orders", closed_after=30), incident("payments", "timeout")], health)
+    orders, payments = frame.to_dict("records")
+    assert (orders["mttr_minutes"], orders["close_minutes"]) == (12.0, 30.0)
+    assert pd.isna(payments["mttr_minutes"]) and pd.isna(payments["close_minutes"])  # still open
+    # Without health rows (or none in the window) the close stands in.
+    assert incidents_frame([incident("orders", closed_after=30)])["mttr_minutes"].tolist() == [30.0]
+
+
 def test_headline_numbers() -> None:
     head = charts.headline(_report([incident("orders", closed_after=30), incident("payments", "timeout")]))
     assert (head.pipelines, head.meeting_target, head.incidents, head.open_incidents) == (2, 1, 2, 1)
