@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 import numpy as np
@@ -104,17 +104,33 @@ Truth = Callable[[str, datetime], Sequence[tuple[FaultKind, Stage]]]
 
 
 class OraclePolicy(_Baseline):
-    """Knows the true fault; applies its best fix on the right stage at once (benchmarks only)."""
+    """Knows the true faults; applies the best fix of each on its stage at once (benchmarks only).
+
+    Faults are taken earliest first, untreated ones before those whose fix it applied within that action's
+    cooldown (a retry schedule absorbing a network outage keeps the outage "active" until it ends, and the
+    second fault must not wait for it); when every fault's fix is at work, the earliest one's is repeated."""
 
     name = "oracle"
 
-    def __init__(self, truth: Truth) -> None:
+    def __init__(self, truth: Truth, cooldowns: Mapping[ActionKind, int] | None = None) -> None:
         self.truth = truth
+        self.cooldowns = cooldowns or {}  # minutes per action (the catalog's; the caller passes them)
+        self._applied: dict[tuple[str, ActionKind, Stage], datetime] = {}
 
     def choose(self, obs: Observation, allowed: Sequence[ActionKind], rng: np.random.Generator) -> Choice:
-        for kind, stage in self.truth(obs.pipeline_id, obs.ts):
-            action = BEST_FIX[kind]
-            if kind is FaultKind.RESOURCE_CONTENTION and stage is Stage.WAREHOUSE:
-                action = ActionKind.SCALE_WAREHOUSE
+        fixes = [(kind, stage, self._fix(kind, stage)) for kind, stage in self.truth(obs.pipeline_id, obs.ts)]
+        untreated = [f for f in fixes if not self._at_work(obs, f[2], f[1])]
+        for kind, stage, action in untreated or fixes[:1]:
+            self._applied[(obs.pipeline_id, action, stage)] = obs.ts
             return Choice(action, f"the true fault is {kind.value} at {stage.value}", stage=stage)
         return Choice(_WAIT, "no fault active any more: waiting for the pipeline to drain")
+
+    @staticmethod
+    def _fix(kind: FaultKind, stage: Stage) -> ActionKind:
+        if kind is FaultKind.RESOURCE_CONTENTION and stage is Stage.WAREHOUSE:
+            return ActionKind.SCALE_WAREHOUSE
+        return BEST_FIX[kind]
+
+    def _at_work(self, obs: Observation, action: ActionKind, stage: Stage) -> bool:
+        at = self._applied.get((obs.pipeline_id, action, stage))
+        return at is not None and (obs.ts - at).total_seconds() < 60 * self.cooldowns.get(action, 0)

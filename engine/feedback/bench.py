@@ -17,6 +17,7 @@ from engine.decision.baselines import ManualPolicy, OraclePolicy, RulesPolicy
 from engine.decision.policy import Policy
 from engine.decision.qlearning import QLearningPolicy, QParams
 from engine.errors import SelfhealError
+from engine.execution.catalog import CATALOG
 from engine.feedback.arena import Arena
 from engine.feedback.curriculum import load_dir
 from engine.feedback.evaluate import arena_report
@@ -25,6 +26,7 @@ from engine.sim.scenario import Scenario
 from engine.sim.twin import Twin
 
 POLICIES = ("qlearning", "rules", "manual", "oracle", "none")
+COOLDOWNS = {kind: spec.cooldown_minutes for kind, spec in CATALOG.items()}  # what the oracle waits out per fix
 
 
 def make_policy(name: str, arena: Callable[[], Any], trained: QLearningPolicy | None) -> Policy | None:
@@ -35,7 +37,7 @@ def make_policy(name: str, arena: Callable[[], Any], trained: QLearningPolicy | 
             raise SelfhealError("the qlearning policy needs a trained table: run `selfheal train` first")
         return QLearningPolicy(trained.table, trained.params, explore=False, learning=False)
     if name == "oracle":
-        return OraclePolicy(lambda pid, ts: arena().truth(pid, ts))
+        return OraclePolicy(lambda pid, ts: arena().truth(pid, ts), COOLDOWNS)
     if name not in POLICIES:
         raise SelfhealError(f"unknown policy {name!r}; available: {list(POLICIES)}")
     return {"rules": RulesPolicy(), "manual": ManualPolicy(), "none": None}[name]

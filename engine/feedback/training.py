@@ -106,11 +106,10 @@ class Validation:
         self.oracle = self._mttr(None)
 
     def _mttr(self, table_policy: QLearningPolicy | None) -> dict[str, float]:
-        from engine.decision.baselines import OraclePolicy
+        from engine.feedback.bench import make_policy  # bench imports this module
 
         holder: list[Arena] = []
-        policy = (OraclePolicy(lambda pid, ts: holder[0].truth(pid, ts))  # noqa: PLW0108 (the arena comes next)
-                  if table_policy is None
+        policy = (make_policy("oracle", lambda: holder[0], None) if table_policy is None
                   else QLearningPolicy(table_policy.table, table_policy.params, explore=False, learning=False))
         arena = Arena(Twin.from_scenario(self.scenario), policy, rng=np.random.default_rng([self.seed, 0xA11D]))
         holder.append(arena)

@@ -1,6 +1,7 @@
 """Decision layer: Q-update arithmetic, exploration, state encoding, the catalog's preconditions, reward shaping
 and the baselines' behaviour, on hand-made cases."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -245,6 +246,19 @@ def test_oracle_fixes_the_true_fault_on_its_stage():
     assert oracle.choose(obs("unknown"), EVERYTHING, RNG).action is A.ESCALATE_TO_HUMAN
     truth["orders"] = []
     assert oracle.choose(obs(), EVERYTHING, RNG).action is A.WAIT
+
+
+def test_oracle_sees_to_the_second_fault_while_the_first_ones_fix_is_at_work():
+    truth = {"orders": [(FaultKind.NETWORK_FAILURE, Stage.WAREHOUSE), (FaultKind.CDC_STOPPED, Stage.SOURCE)]}
+    oracle = OraclePolicy(lambda pid, ts: truth.get(pid, []), {A.RETRY_WITH_BACKOFF: 10, A.RESTART_CDC_TASK: 5})
+    first = oracle.choose(obs("network_failure", Stage.WAREHOUSE), EVERYTHING, RNG)
+    assert (first.action, first.stage) == (A.RETRY_WITH_BACKOFF, Stage.WAREHOUSE)
+    later = lambda minutes: replace(obs("network_failure", Stage.WAREHOUSE), ts=T0 + timedelta(minutes=minutes))  # noqa: E731
+    # The outage stays "active" while the retry schedule absorbs it: the stopped CDC task is next, not a retry.
+    assert oracle.choose(later(3), EVERYTHING, RNG).action is A.RESTART_CDC_TASK
+    # Both fixes at work: the earliest fault's is repeated (as the oracle always did with one fault).
+    assert oracle.choose(later(5), EVERYTHING, RNG).action is A.RETRY_WITH_BACKOFF
+    assert oracle.choose(later(9), EVERYTHING, RNG).action is A.RESTART_CDC_TASK  # its cooldown is over
 
 
 def test_a_rare_state_acts_on_its_coarse_state_until_it_has_been_tried_enough():
