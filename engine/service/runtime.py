@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from engine.decision.qlearning import QParams
 from engine.detection.stage_scores import StageScorer
 from engine.errors import SelfhealError
 from engine.execution import policy as policy_mod
@@ -121,11 +122,12 @@ class EmbeddedRuntime:
         if policy == "none":
             return None
         if policy == "qlearning":
-            agent = memory.load_policy(self.store, explore=True, learning=True)
+            # ε at its floor and no systematic try of every untried action: exploration stays small on live data.
+            agent = memory.load_policy(self.store, params=QParams(try_untried=False), explore=True, learning=True)
             if not agent.table.values:
                 raise SelfhealError("the qlearning policy needs a trained table: run `selfheal train` first "
                                     "(or use SELFHEAL_AGENT_POLICY=auto, which uses the runbook until then)")
-            agent.episodes = max(agent.episodes, 10_000)  # ε at its floor: exploration stays small on live data
+            agent.episodes = max(agent.episodes, 10_000)
             chosen = agent  # learns from every outcome and every rejection, persisted each tick
         else:
             chosen = make_policy(policy, _NoTruth, None)
