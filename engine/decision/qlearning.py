@@ -3,9 +3,8 @@
 ε-greedy with a per-episode decay; learning rate and discount are parameters. Q-values start at 0. Most
 rewards are negative, so an untried action usually looks better than a tried bad one; but recovery is worth
 +50, so a mediocre fix that works can sit above 0 and hide a better action nobody tried. While exploring
-(training), every allowed action therefore gets one try in a state before ε-greedy takes over
-(`try_untried`). Exploration only ever picks among the actions the caller allows (the catalog's
-preconditions, the policy).
+(training), every allowed action therefore gets `min_tries` tries in a state before ε-greedy takes over.
+Exploration only ever picks among the actions the caller allows (the catalog's preconditions, the policy).
 
 Every transition also updates the state's coarse version (`state.coarse`: the queue level left out), kept in
 the same table under keys ending in ``*``. While the exact state has been tried fewer than `backoff_visits`
@@ -33,11 +32,11 @@ class QParams:
     epsilon_min: float = 0.1  # keeps revisiting actions whose first estimates were unlucky (training only)
     epsilon_decay: float = 0.997  # multiplied in once per finished episode
     backoff_visits: int = 10  # below this many tries in the exact state, act on the coarse state's values
-    try_untried: bool = True  # while exploring, an allowed action never tried in the state goes first
+    min_tries: int = 1  # while exploring, an allowed action tried fewer times than this in the state goes first
 
     def __post_init__(self) -> None:
         if not (0 < self.alpha <= 1 and 0 <= self.gamma <= 1 and 0 <= self.epsilon_min <= self.epsilon <= 1
-                and 0 < self.epsilon_decay <= 1 and self.backoff_visits >= 0):
+                and 0 < self.epsilon_decay <= 1 and self.backoff_visits >= 0 and self.min_tries >= 0):
             raise ValueError("Q-learning parameters out of range: need 0<alpha≤1, 0≤gamma≤1, "
                              "0≤epsilon_min≤epsilon≤1, 0<epsilon_decay≤1, backoff_visits≥0")
 
@@ -132,12 +131,15 @@ class QLearningPolicy:
         state = encode(obs)
         key = self._acting_key(state, allowed)
         row = self.table.row(key, allowed)
-        untried = [a for a in allowed if not self.table.n(key, a)] if self.explore and self.params.try_untried else []
-        if untried and len(untried) < len(allowed):
+        tries = {a: self.table.n(key, a) for a in allowed}
+        fewest = min(tries.values())
+        if self.explore and fewest < self.params.min_tries and max(tries.values()) > 0:
             # Rewards can be positive (recovery), so an untried action's 0 may sit below a mediocre tried one and
-            # never be tried greedily: while exploring, every allowed action gets one try in a state first.
-            action = untried[int(rng.integers(len(untried)))]
-            return Choice(action, f"trying {action.value} once in state {key}", row, explored=True)
+            # never be tried greedily: while exploring, every allowed action gets `min_tries` tries in a state
+            # (the least-tried first) before ε-greedy takes over.
+            least = [a for a in allowed if tries[a] == fewest]
+            action = least[int(rng.integers(len(least)))]
+            return Choice(action, f"trying {action.value} (tried {fewest} times) in state {key}", row, explored=True)
         if self.explore and rng.random() < self.epsilon:
             action = allowed[int(rng.integers(len(allowed)))]
             return Choice(action, f"exploring (ε={self.epsilon:.3f})", row, explored=True)

@@ -123,7 +123,7 @@ class EmbeddedRuntime:
             return None
         if policy == "qlearning":
             # ε at its floor and no systematic try of every untried action: exploration stays small on live data.
-            agent = memory.load_policy(self.store, params=QParams(try_untried=False), explore=True, learning=True)
+            agent = memory.load_policy(self.store, params=QParams(min_tries=0), explore=True, learning=True)
             if not agent.table.values:
                 raise SelfhealError("the qlearning policy needs a trained table: run `selfheal train` first "
                                     "(or use SELFHEAL_AGENT_POLICY=auto, which uses the runbook until then)")

@@ -108,7 +108,7 @@ def test_while_exploring_an_untried_action_gets_its_one_try_before_a_tried_one_t
     assert learner.choose(o, allowed, rng).explored
     greedy = QLearningPolicy(table, QParams(backoff_visits=0), explore=False)
     assert {greedy.choose(o, allowed, rng).action for _ in range(5)} == {A.SCALE_WAREHOUSE}
-    off = QLearningPolicy(table, QParams(epsilon=0.0, epsilon_min=0.0, backoff_visits=0, try_untried=False))
+    off = QLearningPolicy(table, QParams(epsilon=0.0, epsilon_min=0.0, backoff_visits=0, min_tries=0))
     assert off.choose(o, allowed, rng).action is A.SCALE_WAREHOUSE
 
 
