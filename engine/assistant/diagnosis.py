@@ -77,8 +77,9 @@ def _choose(ctx: ToolContext, args: ExplainArgs) -> tuple[Incident | None, str, 
             raise ToolFailure(f"there is no incident #{args.incident_id}")
         span = ctx.span()
         last = inc.closed_at or (span[1] + timedelta(minutes=1) if span else inc.updated_at or inc.opened_at)
+        end = f"{last:%H:%M}" if last.date() == inc.onset_at.date() else f"{last:%Y-%m-%d %H:%M}"
         return inc, f"incident #{args.incident_id}", (f"incident #{inc.id}'s lifetime ({inc.onset_at:%Y-%m-%d %H:%M} "
-                                                      f"→ {last:%H:%M} UTC)")
+                                                      f"→ {end} UTC)")
     target = ctx.target(args.pipeline) if args.pipeline else None
     window = ctx.window(args.window)
     with ctx.store.read() as conn:
