@@ -61,7 +61,7 @@ def greedy_curve(*, seed: int, chunk: int = 50, upto: int = 400, probes: int = 1
         train(agent, episodes=chunk, seed=seed * 1000 + k)
         reports = [run_policy(sc, "qlearning", qtable_policy=agent) for sc in probe]
         firsts = [r["decisions"]["by_action"] for r in reports]
-        first = max({a for f in firsts for a in f}, key=lambda a: sum(a in f for f in firsts))
+        first = max(sorted({a for f in firsts for a in f}), key=lambda a: sum(a in f for f in firsts))  # ties: by name
         out.append(((k + 1) * chunk, round(float(np.mean([f["mttr_censored_minutes"] for r in reports
                                                          for f in r["faults"]])), 1), first))
     return out

@@ -24,7 +24,8 @@ def curve(records: Sequence[EpisodeRecord], *, kind: str | None = None, window: 
         out.append({"episodes": f"{lo + 1}-{lo + len(chunk)}", "n": len(mine),
                     "reward_mean": round(float(np.mean([r.reward for r in mine])), 1) if mine else None,
                     "mttr_mean": round(float(np.mean(mttr)), 1) if mttr else None,
-                    "first_action": max({r.first_action for r in mine}, key=[r.first_action for r in mine].count)
+                    "first_action": max(sorted({r.first_action for r in mine}, key=str),  # ties: by name
+                                        key=[r.first_action for r in mine].count)
                     if mine else None})
     return out
 
