@@ -54,8 +54,8 @@ def checkpoint_lines(checkpoints: Sequence[Checkpoint]) -> list[str]:
     if not checkpoints:
         return ["no checkpoints scored (the final table is kept)"]
     families = list(checkpoints[0].mttr)
-    lines = [f"{'checkpoint':>10} {'score':>7} " + " ".join(f"{f:>10}" for f in families)
-             + "   (score: MTTR / oracle's, mean over families; lower is better)"]
+    lines = ["score: MTTR / the oracle's on the same episodes, mean over families (lower is better); MTTR in min",
+             f"{'checkpoint':>10} {'score':>7} " + " ".join(f"{f:>10}" for f in families)]
     for c in checkpoints:
         lines.append(f"{c.episodes:>10} {c.score:>7.3f} " + " ".join(f"{c.mttr[f]:>10.1f}" for f in families)
                      + ("   ← kept" if c.chosen else ""))
