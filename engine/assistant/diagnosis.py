@@ -17,6 +17,7 @@ from engine.assistant.format import fmt_value, hhmm, iso, metric_label, series_c
 from engine.assistant.queries import incident_summary
 from engine.assistant.results import ToolResult, ToolStatus, no_data
 from engine.assistant.search import runbook_for
+from engine.assistant.window import span_text
 from engine.model import METRICS, Incident, IncidentStatus, Stage
 from engine.store import assistant_repo, repo
 
@@ -77,9 +78,7 @@ def _choose(ctx: ToolContext, args: ExplainArgs) -> tuple[Incident | None, str, 
             raise ToolFailure(f"there is no incident #{args.incident_id}")
         span = ctx.span()
         last = inc.closed_at or (span[1] + timedelta(minutes=1) if span else inc.updated_at or inc.opened_at)
-        end = f"{last:%H:%M}" if last.date() == inc.onset_at.date() else f"{last:%Y-%m-%d %H:%M}"
-        return inc, f"incident #{args.incident_id}", (f"incident #{inc.id}'s lifetime ({inc.onset_at:%Y-%m-%d %H:%M} "
-                                                      f"→ {end} UTC)")
+        return inc, f"incident #{args.incident_id}", f"incident #{inc.id}'s lifetime ({span_text(inc.onset_at, last)})"
     target = ctx.target(args.pipeline) if args.pipeline else None
     window = ctx.window(args.window)
     with ctx.store.read() as conn:

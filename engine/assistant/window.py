@@ -75,9 +75,13 @@ class Window:
 
     def describe(self) -> str:
         """E.g. "last 2 h (2026-01-01 02:00 → 04:00 UTC)"."""
-        same_day = self.start.date() == self.end.date()
-        end = f"{self.end:%H:%M}" if same_day else f"{self.end:%Y-%m-%d %H:%M}"
-        return f"{self.label} ({self.start:%Y-%m-%d %H:%M} → {end} UTC)"
+        return f"{self.label} ({span_text(self.start, self.end)})"
+
+
+def span_text(start: datetime, end: datetime) -> str:
+    """"2026-01-01 02:00 → 04:00 UTC"; the end carries its own date when it falls on another day."""
+    tail = f"{end:%H:%M}" if start.date() == end.date() else f"{end:%Y-%m-%d %H:%M}"
+    return f"{start:%Y-%m-%d %H:%M} → {tail} UTC"
 
 
 def _number(text: str | None) -> float:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from engine.assistant.window import check_phrase, parse_window, window_from_phrase
+from engine.assistant.window import check_phrase, parse_window, span_text, window_from_phrase
 
 NEWEST = datetime(2026, 1, 5, 3, 59, tzinfo=UTC)  # the newest minute in the store
 END = NEWEST + timedelta(minutes=1)
@@ -98,3 +98,9 @@ def test_tool_phrases_are_validated() -> None:
     assert window_from_phrase("all", NEWEST, EARLIEST).start == EARLIEST
     with pytest.raises(ValueError, match="cannot understand the window 'fortnight'"):
         check_phrase("fortnight")
+
+
+def test_a_span_names_the_ends_date_only_when_it_crosses_midnight() -> None:
+    start = datetime(2026, 11, 26, 22, 2, tzinfo=UTC)
+    assert span_text(start, start + timedelta(hours=1)) == "2026-11-26 22:02 → 23:02 UTC"
+    assert span_text(start, start + timedelta(hours=2)) == "2026-11-26 22:02 → 2026-11-27 00:02 UTC"
