@@ -119,11 +119,12 @@ class OraclePolicy(_Baseline):
 
     def choose(self, obs: Observation, allowed: Sequence[ActionKind], rng: np.random.Generator) -> Choice:
         fixes = [(kind, stage, self._fix(kind, stage)) for kind, stage in self.truth(obs.pipeline_id, obs.ts)]
+        if not fixes:
+            return Choice(_WAIT, "no fault active any more: waiting for the pipeline to drain")
         untreated = [f for f in fixes if not self._at_work(obs, f[2], f[1])]
-        for kind, stage, action in untreated or fixes[:1]:
-            self._applied[(obs.pipeline_id, action, stage)] = obs.ts
-            return Choice(action, f"the true fault is {kind.value} at {stage.value}", stage=stage)
-        return Choice(_WAIT, "no fault active any more: waiting for the pipeline to drain")
+        kind, stage, action = (untreated or fixes)[0]
+        self._applied[(obs.pipeline_id, action, stage)] = obs.ts
+        return Choice(action, f"the true fault is {kind.value} at {stage.value}", stage=stage)
 
     @staticmethod
     def _fix(kind: FaultKind, stage: Stage) -> ActionKind:

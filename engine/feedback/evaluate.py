@@ -6,7 +6,7 @@ the same numbers for the same run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,13 @@ from engine.sim.scenario import Scenario
 
 def _r(x: float) -> float:
     return round(float(x), 4)
+
+
+def recovery_minutes(onset: int, closed: int, healthy: Callable[[int], bool]) -> int:
+    """DESIGN's MTTR of a fault whose incident closed in minute `closed`: onset → the pipeline healthy again,
+    i.e. the minute after its last SLO-unhealthy minute in [onset, closed) (0 if it never was unhealthy)."""
+    last_bad = next((m for m in range(closed - 1, onset - 1, -1) if not healthy(m)), None)
+    return 0 if last_bad is None else last_bad + 1 - onset
 
 
 def decision_summary(decisions: Iterable[Decision], incidents: Iterable[Incident]) -> dict[str, Any]:
@@ -52,9 +59,9 @@ def arena_report(arena: Arena, scenario: Scenario, policy: str) -> dict[str, Any
     healthy = lambda p, m: slo[p][m] if 0 <= m < len(slo.get(p, ())) else True  # noqa: E731
     faults = [_score_fault(i, f, incidents, minute, healthy) for i, f in enumerate(twin.faults)]
     for f in faults:  # an unrecovered fault counts until the end of the run (censored), not as missing
-        f["mttr_censored_minutes"] = f["mttr_minutes"] if f["recovered"] else scenario.duration_minutes - f["at_minute"]
-        f["close_censored_minutes"] = (f["close_minutes"] if f["recovered"]
-                                       else scenario.duration_minutes - f["at_minute"])
+        for key in ("mttr", "close"):
+            f[f"{key}_censored_minutes"] = (f[f"{key}_minutes"] if f["recovered"]
+                                            else scenario.duration_minutes - f["at_minute"])
     matched = {f["incident_id"] for f in faults if f["incident_id"] is not None}
     pipelines = []
     all_slo: list[bool] = []

@@ -24,6 +24,7 @@ from engine.decision.policy import Policy
 from engine.decision.qlearning import QLearningPolicy, QTable
 from engine.feedback.arena import Arena
 from engine.feedback.curriculum import HORIZON, TRAINING_MIX, training_batch
+from engine.feedback.evaluate import recovery_minutes
 from engine.feedback.loop import Learned
 from engine.feedback.reward import RewardWeights
 from engine.sim.twin import Twin
@@ -183,11 +184,11 @@ def _run_batch(arena: Arena, duration: int, families: list[str], policy: Policy,
             closed = round((end.closed_at - twin.start).total_seconds() / 60)
             if closed <= f.start:
                 continue  # a false incident before the fault
-            slo = arena.slo[end.pipeline_id]  # MTTR as DESIGN: onset → healthy again (after the last bad minute)
-            back = next((m + 1 for m in range(min(closed, len(slo)) - 1, f.start - 1, -1) if not slo[m]), f.start)
+            slo = arena.slo[end.pipeline_id]
+            mttr = recovery_minutes(f.start, closed, lambda m, slo=slo: m >= len(slo) or slo[m])
             done[end.pipeline_id] = EpisodeRecord(
                 first_episode + len(done), families[twin.index_of(end.pipeline_id)], f.kind.value, f.stage.value,
-                round(end.reward, 3), back - f.start, end.actions, round(end.cost, 3),
+                round(end.reward, 3), mttr, end.actions, round(end.cost, 3),
                 first_action.get(end.pipeline_id), round(getattr(policy, 'epsilon', 0.0), 4))
         arena.log.ended.clear()
     # Episodes cut off by the horizon: no recovery reward, and they count for the exploration schedule.

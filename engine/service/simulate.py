@@ -18,7 +18,7 @@ from engine.detection.stage_scores import StageScorer
 from engine.errors import SelfhealError
 from engine.execution.executor import TwinExecutor
 from engine.feedback.bench import make_policy
-from engine.feedback.evaluate import decision_summary
+from engine.feedback.evaluate import decision_summary, recovery_minutes
 from engine.feedback.loop import Healer
 from engine.model import Incident
 from engine.service.tick import register, tick
@@ -160,9 +160,8 @@ def _score_fault(index: int, fault: Fault, incidents: list[Incident], minute: Ca
         out["mttd_minutes"] = max(0, minute(inc.opened_at) - onset)
         if inc.closed_at is not None:
             closed = minute(inc.closed_at)
-            last_bad = next((m for m in range(closed - 1, onset - 1, -1) if not healthy(fault.pipeline, m)), None)
             out["recovered"] = True
-            out["mttr_minutes"] = 0 if last_bad is None else last_bad + 1 - onset
+            out["mttr_minutes"] = recovery_minutes(onset, closed, lambda m: healthy(fault.pipeline, m))
             out["close_minutes"] = closed - onset
     return out
 
