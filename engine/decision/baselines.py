@@ -108,7 +108,9 @@ class OraclePolicy(_Baseline):
 
     Faults are taken earliest first, untreated ones before those whose fix it applied within that action's
     cooldown (a retry schedule absorbing a network outage keeps the outage "active" until it ends, and the
-    second fault must not wait for it); when every fault's fix is at work, the earliest one's is repeated."""
+    second fault must not wait for it); when every fault's fix is at work, the earliest one's is repeated.
+    Asked about a second stage beside a step at work (`Observation.concurrent`), it fixes a fault on that
+    stage or waits."""
 
     name = "oracle"
 
@@ -119,6 +121,8 @@ class OraclePolicy(_Baseline):
 
     def choose(self, obs: Observation, allowed: Sequence[ActionKind], rng: np.random.Generator) -> Choice:
         fixes = [(kind, stage, self._fix(kind, stage)) for kind, stage in self.truth(obs.pipeline_id, obs.ts)]
+        if obs.concurrent:  # beside a step at work: only a fault on the stage in question
+            fixes = [f for f in fixes if f[1] is obs.stage]
         if not fixes:
             return Choice(_WAIT, "no fault active any more: waiting for the pipeline to drain")
         untreated = [f for f in fixes if not self._at_work(obs, f[2], f[1])]

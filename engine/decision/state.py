@@ -63,6 +63,7 @@ class Observation:
     minutes_open: int
     steps: int = 0  # decisions taken on this incident, waiting included
     throttled: bool = False  # the loop's own back pressure is in force on this pipeline
+    concurrent: bool = False  # a decision for a second troubled stage while a step acts on another
 
     @property
     def queue_bucket(self) -> str:
@@ -103,10 +104,11 @@ def _limits_over(h: StageHealth) -> int:
 
 
 def observe(view: MinuteView, incident: Incident, *, attempts: int = 0, last_action: ActionKind | None = None,
-            steps: int = 0, throttled: bool = False) -> Observation:
+            steps: int = 0, throttled: bool = False, focus: Stage | None = None) -> Observation:
     """The observation of `incident` in the minute `view` describes (`throttled`: the loop's own back
-    pressure is in force, so a source that only lags is its doing, not a stopped CDC task)."""
-    root = root_stage(view.stages, throttled=throttled)
+    pressure is in force, so a source that only lags is its doing, not a stopped CDC task; `focus`: observe
+    that stage as the one in question, for a decision beside a step already acting on another)."""
+    root = root_stage([h for h in view.stages if focus is None or h.stage is focus], throttled=throttled)
     if root is not None and throttled and held_back(root):
         error_type = THROTTLED
     else:
@@ -124,7 +126,7 @@ def observe(view: MinuteView, incident: Incident, *, attempts: int = 0, last_act
         warehouse_queue_s=float(queue), freshness_ratio=float(fresh),
         slo_healthy=bool(view.health.slo_healthy) if view.health else False, attempts=attempts,
         last_action=last_action, minutes_open=max(0, round((view.ts - incident.opened_at).total_seconds() / 60)),
-        steps=steps, throttled=throttled)
+        steps=steps, throttled=throttled, concurrent=focus is not None)
 
 
 def encode(obs: Observation) -> str:

@@ -35,17 +35,19 @@ class ArenaLog:
 
 
 class Arena:
-    """A twin with its analysis and (unless `policy` is None) a healer acting on it."""
+    """A twin with its analysis and (unless `policy` is None) a healer acting on it (`parallel`: the healer
+    works on a second troubled stage beside a running step, as the tick's does; see `Healer`)."""
 
     def __init__(self, twin: Twin, policy: Policy | None, *, rng: np.random.Generator | None = None,
-                 weights: RewardWeights | None = None, scorer: StageScorer | None = None) -> None:
+                 weights: RewardWeights | None = None, scorer: StageScorer | None = None,
+                 parallel: bool = True) -> None:
         self.twin = twin
         self.source = SimulatorSource(twin)
         self.scorer = scorer or StageScorer(seed=twin.seed)
         self.executor = TwinExecutor(twin, self.source.lock)
         self.healer = None if policy is None else Healer(
             policy, self.executor, rng=rng if rng is not None else np.random.default_rng(twin.seed),
-            weights=weights or RewardWeights(), on_capacity_change=self._capacity_changed)
+            weights=weights or RewardWeights(), on_capacity_change=self._capacity_changed, parallel=parallel)
         self.pipelines = list(twin.pipelines)
         self.targets = {p.id: p.freshness_target_minutes for p in self.pipelines}
         self.open: dict[str, Incident] = {}

@@ -4,6 +4,11 @@ One `Healer` serves a fleet. Each minute (or tick) the caller hands it the analy
 (`MinuteView`s) and the incidents that are open or closed now; `observe` accounts the minutes, polls running
 actions, turns finished steps into transitions and learns from them; `decide` chooses and submits the next
 action for every incident that is ready. The tick and the in-memory arena call exactly this code.
+
+Two faults at once are worked on side by side: while a step acts on one stage, a second stage in real trouble
+(failing, or over a static limit) that no running step touches gets its own decision, from an observation
+focused on it and among the actions that land on it (`parallel`; at most one step per stage). Before, the
+second fault waited until the first fix had been verified. A human owning the incident stops all of it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from datetime import datetime
 import numpy as np
 
 from engine.decision.policy import Choice, Policy, Transition, Update
-from engine.decision.state import ANOMALY_PREFIX, MinuteView, Observation, encode, observe
+from engine.decision.state import ANOMALY_PREFIX, MinuteView, Observation, encode, held_back, observe, root_stage
 from engine.execution.catalog import CATALOG, ActionSpec, available
 from engine.execution.executor import ActionRequest, ExecStatus, Execution, Executor
 from engine.feedback.reward import RewardWeights, rejection_reward, step_reward
@@ -64,7 +69,7 @@ class _Episode:
     steps: int = 0
     last_action: ActionKind | None = None
     history: list[tuple[ActionKind, int, Stage]] = field(default_factory=list)  # (action, start minute, stage)
-    step: _Step | None = None
+    running: list[_Step] = field(default_factory=list)  # steps taken and not yet judged (one per stage at most)
     reward: float = 0.0
     cost: float = 0.0
     escalated: bool = False
@@ -115,8 +120,9 @@ class Healer:
 
     def __init__(self, policy: Policy, executor: Executor, *, rng: np.random.Generator,
                  weights: RewardWeights | None = None, catalog: Mapping[ActionKind, ActionSpec] = CATALOG,
-                 on_capacity_change: Callable[[str, Stage], None] | None = None) -> None:
+                 on_capacity_change: Callable[[str, Stage], None] | None = None, parallel: bool = True) -> None:
         self.policy = policy
+        self.parallel = parallel
         self.executor = executor
         self.rng = rng
         self.weights = weights or RewardWeights()
@@ -144,20 +150,21 @@ class Healer:
             if ep is None or ep.incident_id != inc.id:
                 ep = self.episodes[pid] = _Episode(inc.id, inc.opened_at)
             view = views.get(pid)
-            if ep.step is None or view is None:
+            if not ep.running or view is None:
                 continue
             self._account(ep, pid, views, elapsed)
-            self._poll(ep, pid, now)
-            if ep.step.execution.status in (ExecStatus.REJECTED, ExecStatus.CANCELLED):
-                self._declined(ep, pid, ts, out)
-                continue
-            if ep.step.verify_until is not None and now >= ep.step.verify_until:
-                if self._improving(ep.step, view, now):
-                    ep.step.verify_until = now + 1
+            for step in list(ep.running):
+                self._poll(ep, step, pid, now)
+                if step.execution.status in (ExecStatus.REJECTED, ExecStatus.CANCELLED):
+                    self._declined(ep, step, pid, ts, out)
                     continue
-                obs = self._observation(view, inc, ep)
-                allowed = self._allowed(obs, ep, now)
-                self._learn(ep, pid, ts, obs, allowed=allowed, recovered=False, out=out)
+                if step.verify_until is not None and now >= step.verify_until:
+                    if self._improving(step, view, now):
+                        step.verify_until = now + 1
+                        continue
+                    obs = self._observation(view, inc, ep)
+                    allowed = self._allowed(obs, ep, now)
+                    self._learn(ep, step, pid, ts, obs, allowed=allowed, recovered=False, out=out)
         for pid in [p for p in self.episodes if p not in open_incidents]:
             del self.episodes[pid]  # the incident vanished without a close we saw (e.g. a restart)
         return out
@@ -165,16 +172,28 @@ class Healer:
     # -- phase 2: choose and act ----------------------------------------------------------------
     def decide(self, ts: datetime, views: Mapping[str, MinuteView], open_incidents: Mapping[str, Incident],
                out: StepResult | None = None) -> StepResult:
-        """Choose and submit an action for every open incident that has no step in progress."""
+        """Choose and submit an action for every open incident that has no step in progress, and (`parallel`)
+        for a second troubled stage of one whose steps act elsewhere; at most one decision per incident."""
         out = out or StepResult()
         now = minute_of(ts)
         for pid, inc in open_incidents.items():
             ep = self.episodes.get(pid)
             view = views.get(pid)
-            if ep is None or ep.step is not None or view is None:
+            if ep is None or view is None:
                 continue
-            obs = self._observation(view, inc, ep)
-            allowed = self._allowed(obs, ep, now)
+            if not ep.running:
+                obs = self._observation(view, inc, ep)
+                allowed = self._allowed(obs, ep, now)
+            elif self.parallel and not any(s.hands_off for s in ep.running):
+                focus = self._second_focus(view, ep, now)
+                if focus is None:
+                    continue
+                obs = self._observation(view, inc, ep, focus=focus)
+                allowed = self._allowed_beside(obs, ep, now)
+                if allowed == (ActionKind.WAIT,):
+                    continue
+            else:
+                continue
             choice = self.policy.choose(obs, allowed, self.rng)
             self._act(ep, pid, ts, obs, choice=choice, out=out)
         return out
@@ -193,7 +212,7 @@ class Healer:
     def pending_decision(self, pipeline_id: str) -> bool:
         """Whether the incident on `pipeline_id` waits for a decision (no step in progress)."""
         ep = self.episodes.get(pipeline_id)
-        return ep is not None and ep.step is None
+        return ep is not None and not ep.running
 
     def reject(self, obs: Observation, action: ActionKind, allowed: tuple[ActionKind, ...] = ()) -> Learned:
         """An operator rejected `action` for `obs`: learn a negative reward (the state does not change)."""
@@ -203,9 +222,35 @@ class Healer:
         return Learned(t, self.policy.learn(t), ExecStatus.REJECTED)
 
     # -- internals --------------------------------------------------------------------------------
-    def _observation(self, view: MinuteView, inc: Incident, ep: _Episode) -> Observation:
+    def _observation(self, view: MinuteView, inc: Incident, ep: _Episode, focus: Stage | None = None) -> Observation:
         return observe(view, inc, attempts=ep.attempts, last_action=ep.last_action, steps=ep.steps,
-                       throttled=self._throttled(ep, minute_of(view.ts)))
+                       throttled=self._throttled(ep, minute_of(view.ts)), focus=focus)
+
+    def _busy(self, ep: _Episode) -> set[Stage]:
+        """The stages running steps act on."""
+        return {s.execution.request.stage for s in ep.running}
+
+    def _second_focus(self, view: MinuteView, ep: _Episode, now: int) -> Stage | None:
+        """A stage in real trouble (failing, or over a static limit) that no running step is acting on."""
+        busy = self._busy(ep)
+        throttled = self._throttled(ep, now)
+        free = [h for h in view.stages if h.status is not Health.HEALTHY and h.stage not in busy
+                and (h.status is Health.FAILED or (not h.reason.startswith(ANOMALY_PREFIX)
+                                                   and not (throttled and held_back(h))))]
+        root = root_stage(free, throttled=throttled)
+        return None if root is None else root.stage
+
+    def _allowed_beside(self, obs: Observation, ep: _Episode, now: int) -> tuple[ActionKind, ...]:
+        """What may run beside the running steps: allowed actions that land on the focused stage (a free
+        one), never handing the incident to a human (that waits for the incident's own next decision)."""
+        busy = self._busy(ep)
+        out = []
+        for a in self._allowed(obs, ep, now):
+            spec = self.catalog[a]
+            target = spec.target(obs.stage)
+            if not spec.hands_off and target == obs.stage and target not in busy:
+                out.append(a)
+        return tuple(out) or (ActionKind.WAIT,)
 
     def _throttled(self, ep: _Episode, now: int) -> bool:
         """Whether this incident's back pressure may still hold rows at the source: applied and not failed,
@@ -218,15 +263,16 @@ class Healer:
 
     def _account(self, ep: _Episode, pid: str, views: Mapping[str, MinuteView],
                  elapsed: Mapping[str, tuple[int, int]] | None) -> None:
-        if ep.step is None:
+        if not ep.running:
             return
         if elapsed is not None and pid in elapsed:
             minutes, unhealthy = elapsed[pid]
         else:
             view = views.get(pid)
             minutes, unhealthy = 1, int(not (view and view.health and view.health.slo_healthy))
-        ep.step.minutes += minutes
-        ep.step.unhealthy += min(unhealthy, minutes)
+        for step in ep.running:
+            step.minutes += minutes
+            step.unhealthy += min(unhealthy, minutes)
 
     def _improving(self, step: _Step, view: MinuteView, now: int) -> bool:
         """Whether to keep watching a step that worked: it succeeded, no stage is failing, and the backlog drains
@@ -243,9 +289,7 @@ class Healer:
         distress = any(h.status is Health.DEGRADED and not h.reason.startswith(ANOMALY_PREFIX) for h in view.stages)
         return (before is not None and fresh < before) or (view.health.slo_healthy and not distress)
 
-    def _poll(self, ep: _Episode, pid: str, now: int) -> None:
-        step = ep.step
-        assert step is not None
+    def _poll(self, ep: _Episode, step: _Step, pid: str, now: int) -> None:
         if step.verify_until is not None or step.hands_off:
             return
         exe = self.executor.poll(step.execution.ref) if not step.execution.status.finished else step.execution
@@ -275,11 +319,12 @@ class Healer:
             ep.last_action = choice.action
             ep.cost += spec.cost
         ep.escalated |= choice.action is ActionKind.ESCALATE_TO_HUMAN
-        ep.step = _Step(encode(obs), choice, exe, spec.cost, hands_off=spec.hands_off)
+        step = _Step(encode(obs), choice, exe, spec.cost, hands_off=spec.hands_off)
+        ep.running.append(step)
         if exe.status.finished and not spec.hands_off:
-            ep.step.completed = now
-            ep.step.verify_until = now + spec.verify_minutes
-        out.decisions.append(Decision(pid, obs.incident_id, ts, ep.step.state, choice, exe))
+            step.completed = now
+            step.verify_until = now + spec.verify_minutes
+        out.decisions.append(Decision(pid, obs.incident_id, ts, step.state, choice, exe))
 
     def _evidence(self, obs: Observation, choice: Choice, ts: datetime) -> dict:
         """Why the loop wants this action, for whoever approves it."""
@@ -289,35 +334,32 @@ class Healer:
                 "q_values": {a.value: round(float(q), 3) for a, q in choice.q_values.items()},
                 "diagnosis": {"error_type": obs.error_type, "stage": obs.stage.value if obs.stage else None,
                               "status": obs.stage_status.value, "confidence": round(obs.confidence, 3)},
-                "attempts": obs.attempts, "minutes_open": obs.minutes_open, "sim_time": ts.isoformat()}
+                "attempts": obs.attempts, "minutes_open": obs.minutes_open, "sim_time": ts.isoformat(),
+                "beside_another_step": obs.concurrent}
 
-    def _declined(self, ep: _Episode, pid: str, ts: datetime, out: StepResult) -> None:
+    def _declined(self, ep: _Episode, step: _Step, pid: str, ts: datetime, out: StepResult) -> None:
         """The proposal never ran: an operator's rejection is a penalty learned for (state, action); an expired
         one teaches nothing. Either way the loop decides again (the action's cooldown still applies)."""
-        step = ep.step
-        assert step is not None
         if step.execution.status is ExecStatus.REJECTED:
             t = Transition(pid, ep.incident_id, ts, step.state, step.choice.action, rejection_reward(self.weights),
                            step.state, False, step.minutes, ())
             out.learned.append(Learned(t, self.policy.learn(t), ExecStatus.REJECTED, step.execution.ref))
             ep.reward += t.reward
-        ep.step = None
+        ep.running.remove(step)
 
-    def _learn(self, ep: _Episode, pid: str, ts: datetime, obs: Observation | None, *,
+    def _learn(self, ep: _Episode, step: _Step, pid: str, ts: datetime, obs: Observation | None, *,
                allowed: tuple[ActionKind, ...], recovered: bool, out: StepResult) -> None:
-        step = ep.step
-        assert step is not None
         reward = step_reward(minutes=step.minutes, unhealthy_minutes=step.unhealthy, action_cost=step.cost,
                              recovered=recovered, weights=self.weights)
         t = Transition(pid, ep.incident_id, ts, step.state, step.choice.action, reward,
                        None if obs is None else encode(obs), recovered, step.minutes, allowed)
         out.learned.append(Learned(t, self.policy.learn(t), step.execution.status, step.execution.ref))
         ep.reward += reward
-        ep.step = None
+        ep.running.remove(step)
 
     def _finish(self, ep: _Episode, pid: str, ts: datetime, inc: Incident, out: StepResult) -> None:
-        if ep.step is not None:
-            self._learn(ep, pid, ts, None, allowed=(), recovered=True, out=out)
+        for step in list(ep.running):
+            self._learn(ep, step, pid, ts, None, allowed=(), recovered=True, out=out)
         self.policy.end_episode()
         out.ended.append(EpisodeEnd(pid, inc.id, ep.opened_at, inc.closed_at, ep.attempts, ep.cost, ep.reward,
                                     ep.escalated, recovered=True))

@@ -5,7 +5,8 @@ warms the analysis layer up and runs until the incident needs its first decision
 catalog action (an index into `ACTIONS`) through the same healer the tick uses and returns when the next
 decision is due or the incident closed. Observations are the decision layer's state as integers; rewards are
 the feedback layer's. Actions the catalog does not allow at that moment run as `wait`; `info["action_mask"]`
-says which were allowed. The typed details of each step are in `info["step"]` (a `StepInfo`).
+says which were allowed. The typed details of each step are in `info["step"]` (a `StepInfo`). One step at a
+time: the healer's side-by-side decisions for a second troubled stage are not part of this environment.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class SelfhealEnv(gym.Env[np.ndarray, np.int64]):
         self._seat = _External()
         self._arena = Arena(Twin.from_scenario(scenario), self._seat,
                             rng=np.random.default_rng(int(self.np_random.integers(0, 2**31 - 1))),
-                            weights=self.weights)
+                            weights=self.weights, parallel=False)
         self._advance()
         return self._obs(), {"family": family, "action_mask": self.action_mask()}
 

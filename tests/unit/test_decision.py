@@ -259,6 +259,10 @@ def test_oracle_sees_to_the_second_fault_while_the_first_ones_fix_is_at_work():
     # Both fixes at work: the earliest fault's is repeated (as the oracle always did with one fault).
     assert oracle.choose(later(5), EVERYTHING, RNG).action is A.RETRY_WITH_BACKOFF
     assert oracle.choose(later(9), EVERYTHING, RNG).action is A.RESTART_CDC_TASK  # its cooldown is over
+    # Asked about a second stage beside a step at work: that stage's fault, or nothing.
+    beside = lambda stage: replace(obs("unknown", stage), concurrent=True)  # noqa: E731
+    assert oracle.choose(beside(Stage.SOURCE), EVERYTHING, RNG).stage is Stage.SOURCE
+    assert oracle.choose(beside(Stage.TRANSFORM), EVERYTHING, RNG).action is A.WAIT
 
 
 def test_a_rare_state_acts_on_its_coarse_state_until_it_has_been_tried_enough():

@@ -28,9 +28,9 @@ DRIFT = {"name": "drift", "seed": 4, "duration_minutes": 150, "pipelines": [{"id
                      "severity": 0.8}]}
 
 
-def _arena(data: dict, policy) -> Arena:
+def _arena(data: dict, policy, *, parallel: bool = True) -> Arena:
     sc = parse_scenario(data)
-    arena = Arena(Twin.from_scenario(sc), policy, rng=np.random.default_rng(0))
+    arena = Arena(Twin.from_scenario(sc), policy, rng=np.random.default_rng(0), parallel=parallel)
     arena.run_until(sc.duration_minutes)
     return arena
 
@@ -46,6 +46,31 @@ def test_the_loop_acts_verifies_and_learns_a_recovery():
     assert last.done and last.next_state is None and last.reward > 0  # recovery outweighs time and cost
     (end,) = arena.log.ended
     assert end.recovered and end.actions == 1 and not end.escalated
+
+
+def test_two_faults_on_two_stages_are_worked_on_side_by_side():
+    from engine.decision.baselines import RulesPolicy
+
+    both = dict(DRIFT, duration_minutes=160, faults=[
+        {"pipeline": "orders", "stage": "source", "kind": "cdc_stopped", "at_minute": 70, "severity": 0.8},
+        {"pipeline": "orders", "stage": "transform", "kind": "schema_drift", "at_minute": 70, "severity": 0.8}])
+
+    def healthy_again(arena: Arena) -> int:
+        slo = arena.slo["orders"]
+        return max(m for m in range(70, len(slo)) if not slo[m]) + 1
+
+    side = _arena(both, RulesPolicy())
+    first, second, *_ = side.log.decisions
+    assert (first.choice.action, first.execution.request.stage) == (A.RESTART_CDC_TASK, Stage.SOURCE)
+    assert (second.choice.action, second.execution.request.stage) == (A.REMAP_SCHEMA, Stage.TRANSFORM)
+    first_judged = next(x.transition.ts for x in side.log.learned if x.transition.action is A.RESTART_CDC_TASK)
+    assert second.ts < first_judged  # decided while the CDC restart was still being verified
+    assert second.state.startswith("schema_drift|failing")  # observed from the drifted stage, not the root
+    assert second.execution.request.evidence["beside_another_step"] is True
+    one_at_a_time = _arena(both, RulesPolicy(), parallel=False)
+    assert one_at_a_time.log.decisions[1].ts >= first_judged
+    assert all(f.fixed_at is not None for f in side.twin.faults)
+    assert healthy_again(side) - 70 == 7 and healthy_again(one_at_a_time) - 70 == 14
 
 
 def test_a_learner_updates_its_table_from_the_loop():
