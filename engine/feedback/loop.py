@@ -195,6 +195,8 @@ class Healer:
             else:
                 continue
             choice = self.policy.choose(obs, allowed, self.rng)
+            if obs.concurrent and choice.action is ActionKind.WAIT:
+                continue  # nothing to do beside the running steps: no step (it would hold off the next decision)
             self._act(ep, pid, ts, obs, choice=choice, out=out)
         return out
 
