@@ -54,6 +54,7 @@ class _Step:
     verify_until: int | None = None
     completed: int | None = None
     hands_off: bool = False  # a human owns the incident: the step lasts until it closes
+    concurrent: bool = False  # taken beside another running step
     freshness: float | None = None  # freshness at the last check while settling
     minutes: int = 0
     unhealthy: int = 0
@@ -181,7 +182,7 @@ class Healer:
             view = views.get(pid)
             if ep is None or view is None:
                 continue
-            if not ep.running:
+            if not any(self._holds(s) for s in ep.running):
                 obs = self._observation(view, inc, ep)
                 allowed = self._allowed(obs, ep, now)
             elif self.parallel and not any(s.hands_off for s in ep.running):
@@ -195,8 +196,6 @@ class Healer:
             else:
                 continue
             choice = self.policy.choose(obs, allowed, self.rng)
-            if obs.concurrent and choice.action is ActionKind.WAIT:
-                continue  # nothing to do beside the running steps: no step (it would hold off the next decision)
             self._act(ep, pid, ts, obs, choice=choice, out=out)
         return out
 
@@ -227,6 +226,12 @@ class Healer:
     def _observation(self, view: MinuteView, inc: Incident, ep: _Episode, focus: Stage | None = None) -> Observation:
         return observe(view, inc, attempts=ep.attempts, last_action=ep.last_action, steps=ep.steps,
                        throttled=self._throttled(ep, minute_of(view.ts)), focus=focus)
+
+    @staticmethod
+    def _holds(step: _Step) -> bool:
+        """Whether a running step holds off the incident's own next decision: any step but a wait taken beside
+        another (alternating waits on two stages would otherwise starve it, e.g. a page after its delay)."""
+        return not (step.concurrent and step.choice.action is ActionKind.WAIT)
 
     def _busy(self, ep: _Episode) -> set[Stage]:
         """The stages running steps act on."""
@@ -321,7 +326,7 @@ class Healer:
             ep.last_action = choice.action
             ep.cost += spec.cost
         ep.escalated |= choice.action is ActionKind.ESCALATE_TO_HUMAN
-        step = _Step(encode(obs), choice, exe, spec.cost, hands_off=spec.hands_off)
+        step = _Step(encode(obs), choice, exe, spec.cost, hands_off=spec.hands_off, concurrent=obs.concurrent)
         ep.running.append(step)
         if exe.status.finished and not spec.hands_off:
             step.completed = now

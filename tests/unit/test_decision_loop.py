@@ -71,13 +71,14 @@ def test_two_faults_on_two_stages_are_worked_on_side_by_side():
     assert one_at_a_time.log.decisions[1].ts >= first_judged
     assert all(f.fixed_at is not None for f in side.twin.faults)
     assert healthy_again(side) - 70 == 7 and healthy_again(one_at_a_time) - 70 == 14
-    # Waiting beside a running step takes no step: it must not hold off the incident's own next decision
-    # (the manual policy's page after its delay starved behind alternating waits on two stages).
+    # A wait taken beside a running step never holds off the incident's own next decision (the manual
+    # policy's page after its delay starved behind alternating waits on two stages).
     from engine.decision.baselines import PAGING_DELAY_MINUTES, ManualPolicy
 
     manual = _arena(both, ManualPolicy())
     *waits, page = manual.log.decisions
-    assert {d.execution.request.stage for d in waits} == {Stage.SOURCE} and page.choice.action is A.ESCALATE_TO_HUMAN
+    assert {d.choice.action for d in waits} == {A.WAIT} and page.choice.action is A.ESCALATE_TO_HUMAN
+    assert {d.execution.request.stage for d in waits} == {Stage.SOURCE, Stage.TRANSFORM}
     assert (page.ts - waits[0].ts).total_seconds() / 60 <= PAGING_DELAY_MINUTES + 2
 
 
