@@ -70,7 +70,7 @@ class _Episode:
     steps: int = 0
     last_action: ActionKind | None = None
     history: list[tuple[ActionKind, int, Stage]] = field(default_factory=list)  # (action, start minute, stage)
-    running: list[_Step] = field(default_factory=list)  # steps taken and not yet judged (one per stage at most)
+    running: list[_Step] = field(default_factory=list)  # steps taken and not yet judged (one per stage, waits aside)
     reward: float = 0.0
     cost: float = 0.0
     escalated: bool = False
@@ -211,9 +211,9 @@ class Healer:
         return obs, self._allowed(obs, ep, minute_of(view.ts))
 
     def pending_decision(self, pipeline_id: str) -> bool:
-        """Whether the incident on `pipeline_id` waits for a decision (no step in progress)."""
+        """Whether the incident on `pipeline_id` waits for its own decision (no step in progress that holds it off)."""
         ep = self.episodes.get(pipeline_id)
-        return ep is not None and not ep.running
+        return ep is not None and not any(self._holds(s) for s in ep.running)
 
     def reject(self, obs: Observation, action: ActionKind, allowed: tuple[ActionKind, ...] = ()) -> Learned:
         """An operator rejected `action` for `obs`: learn a negative reward (the state does not change)."""
