@@ -182,7 +182,7 @@ class Healer:
             view = views.get(pid)
             if ep is None or view is None:
                 continue
-            if not any(self._holds(s) for s in ep.running):
+            if self.pending_decision(pid):
                 obs = self._observation(view, inc, ep)
                 allowed = self._allowed(obs, ep, now)
             elif self.parallel and not any(s.hands_off for s in ep.running):
@@ -233,13 +233,9 @@ class Healer:
         another (alternating waits on two stages would otherwise starve it, e.g. a page after its delay)."""
         return not (step.concurrent and step.choice.action is ActionKind.WAIT)
 
-    def _busy(self, ep: _Episode) -> set[Stage]:
-        """The stages running steps act on."""
-        return {s.execution.request.stage for s in ep.running}
-
     def _second_focus(self, view: MinuteView, ep: _Episode, now: int) -> Stage | None:
         """A stage in real trouble (failing, or over a static limit) that no running step is acting on."""
-        busy = self._busy(ep)
+        busy = {s.execution.request.stage for s in ep.running}
         throttled = self._throttled(ep, now)
         free = [h for h in view.stages if h.status is not Health.HEALTHY and h.stage not in busy
                 and (h.status is Health.FAILED or (not h.reason.startswith(ANOMALY_PREFIX)
@@ -248,16 +244,11 @@ class Healer:
         return None if root is None else root.stage
 
     def _allowed_beside(self, obs: Observation, ep: _Episode, now: int) -> tuple[ActionKind, ...]:
-        """What may run beside the running steps: allowed actions that land on the focused stage (a free
-        one), never handing the incident to a human (that waits for the incident's own next decision)."""
-        busy = self._busy(ep)
-        out = []
-        for a in self._allowed(obs, ep, now):
-            spec = self.catalog[a]
-            target = spec.target(obs.stage)
-            if not spec.hands_off and target == obs.stage and target not in busy:
-                out.append(a)
-        return tuple(out) or (ActionKind.WAIT,)
+        """What may run beside the running steps: allowed actions that land on the focused stage (a free one,
+        see `_second_focus`), never handing the incident to a human (that waits for the incident's own decision)."""
+        out = tuple(a for a in self._allowed(obs, ep, now)
+                    if not self.catalog[a].hands_off and self.catalog[a].target(obs.stage) == obs.stage)
+        return out or (ActionKind.WAIT,)
 
     def _throttled(self, ep: _Episode, now: int) -> bool:
         """Whether this incident's back pressure may still hold rows at the source: applied and not failed,
