@@ -130,6 +130,9 @@ class Healer:
         self.catalog = catalog
         self.on_capacity_change = on_capacity_change
         self.episodes: dict[str, _Episode] = {}
+        # Capacity changes still under way when their incident ended: (pipeline, execution). Polled until they
+        # land, so the scorer still learns the new level (see `_watch_landings`).
+        self.landing: list[tuple[str, Execution]] = []
 
     # -- phase 1: account, verify, reward, learn ------------------------------------------------
     def observe(self, ts: datetime, views: Mapping[str, MinuteView], open_incidents: Mapping[str, Incident],
@@ -141,6 +144,7 @@ class Healer:
         """
         out = StepResult()
         now = minute_of(ts)
+        self._watch_landings()
         for pid, inc in closed.items():
             ep = self.episodes.pop(pid, None)
             if ep is not None and ep.incident_id == inc.id:
@@ -167,8 +171,29 @@ class Healer:
                     allowed = self._allowed(obs, ep, now)
                     self._learn(ep, step, pid, ts, obs, allowed=allowed, recovered=False, out=out)
         for pid in [p for p in self.episodes if p not in open_incidents]:
-            del self.episodes[pid]  # the incident vanished without a close we saw (e.g. a restart)
+            self._keep_landing(pid, self.episodes.pop(pid))  # it vanished without a close we saw (e.g. a restart)
         return out
+
+    def _keep_landing(self, pid: str, ep: _Episode) -> None:
+        """Hand the episode's capacity changes that have not landed yet to `_watch_landings`."""
+        self.landing.extend((pid, step.execution) for step in ep.running
+                            if not step.execution.status.finished and not step.hands_off
+                            and self.catalog[step.choice.action].changes_capacity)
+
+    def _watch_landings(self) -> None:
+        """Poll capacity changes whose incident ended before they landed; rebaseline each one that succeeds.
+
+        An incident can close while a scale-up it asked for is still under way (the pipeline recovered anyway).
+        Unless the scorer learns the stage's new level once it lands, the stage looks anomalous for good:
+        a new incident opens that never closes, and every later fault on the pipeline falls into it."""
+        pending = []
+        for pid, exe in self.landing:
+            exe = self.executor.poll(exe.ref)
+            if not exe.status.finished:
+                pending.append((pid, exe))
+            elif exe.status is ExecStatus.SUCCEEDED and self.on_capacity_change:
+                self.on_capacity_change(pid, exe.request.stage)
+        self.landing = pending
 
     # -- phase 2: choose and act ----------------------------------------------------------------
     def decide(self, ts: datetime, views: Mapping[str, MinuteView], open_incidents: Mapping[str, Incident],
@@ -356,6 +381,7 @@ class Healer:
         ep.running.remove(step)
 
     def _finish(self, ep: _Episode, pid: str, ts: datetime, inc: Incident, out: StepResult) -> None:
+        self._keep_landing(pid, ep)
         for step in list(ep.running):
             self._learn(ep, step, pid, ts, None, allowed=(), recovered=True, out=out)
         self.policy.end_episode()

@@ -152,6 +152,25 @@ def test_rebaseline_restarts_a_stage_stream_after_a_deliberate_change():
     assert scorer.seen_[i] == 0 and scorer.seen_[scorer.streams_[("orders", Stage.SOURCE)]] == 70
 
 
+def test_a_scale_up_that_lands_after_its_incident_closed_still_rebaselines_the_stage():
+    # A brief contention: the runbook scales the orchestrator's workers, the incident closes while the scale-up
+    # is still under way. When it lands, the scorer must learn the new worker count; before, the stage stayed
+    # "anomalous" (workers far above the old baseline), a second incident stayed open 25 minutes and the
+    # runbook scaled up again for nothing (on two-day runs such an incident never closed and swallowed later
+    # faults).
+    from engine.decision.baselines import RulesPolicy
+
+    blip = dict(DRIFT, seed=1, duration_minutes=160, faults=[
+        {"pipeline": "orders", "stage": "orchestrator", "kind": "resource_contention", "at_minute": 70,
+         "duration_minutes": 2, "severity": 0.8}])
+    arena = _arena(blip, RulesPolicy())
+    scale_ups = [d for d in arena.log.decisions if d.choice.action is A.SCALE_WORKERS]
+    assert len(scale_ups) == 1 and scale_ups[0].execution.request.stage is Stage.ORCHESTRATOR
+    assert not arena.open and not arena.healer.landing
+    lasted = [(i.closed_at - i.opened_at).total_seconds() / 60 for i in arena.incidents.values()]
+    assert max(lasted) <= 5, lasted
+
+
 def test_a_rejection_is_a_negative_lesson():
     from engine.execution.executor import TwinExecutor
     from tests.unit.test_decision import obs
