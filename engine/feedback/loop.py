@@ -130,9 +130,9 @@ class Healer:
         self.catalog = catalog
         self.on_capacity_change = on_capacity_change
         self.episodes: dict[str, _Episode] = {}
-        # Capacity changes still under way when their incident ended: (pipeline, execution). Polled until they
-        # land, so the scorer still learns the new level (see `_watch_landings`).
-        self.landing: list[tuple[str, Execution]] = []
+        # Capacity changes still under way when their incident ended: (pipeline, execution ref). Polled until
+        # they land, so the scorer still learns the new level (see `_watch_landings`).
+        self.landing: list[tuple[str, str]] = []
 
     # -- phase 1: account, verify, reward, learn ------------------------------------------------
     def observe(self, ts: datetime, views: Mapping[str, MinuteView], open_incidents: Mapping[str, Incident],
@@ -176,7 +176,7 @@ class Healer:
 
     def _keep_landing(self, pid: str, ep: _Episode) -> None:
         """Hand the episode's capacity changes that have not landed yet to `_watch_landings`."""
-        self.landing.extend((pid, step.execution) for step in ep.running
+        self.landing.extend((pid, step.execution.ref) for step in ep.running
                             if not step.execution.status.finished and not step.hands_off
                             and self.catalog[step.choice.action].changes_capacity)
 
@@ -187,10 +187,10 @@ class Healer:
         Unless the scorer learns the stage's new level once it lands, the stage looks anomalous for good:
         a new incident opens that never closes, and every later fault on the pipeline falls into it."""
         pending = []
-        for pid, exe in self.landing:
-            exe = self.executor.poll(exe.ref)
+        for pid, ref in self.landing:
+            exe = self.executor.poll(ref)
             if not exe.status.finished:
-                pending.append((pid, exe))
+                pending.append((pid, ref))
             elif exe.status is ExecStatus.SUCCEEDED and self.on_capacity_change:
                 self.on_capacity_change(pid, exe.request.stage)
         self.landing = pending
