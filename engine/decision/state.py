@@ -113,7 +113,9 @@ def observe(view: MinuteView, incident: Incident, *, attempts: int = 0, last_act
         error_type = THROTTLED
     else:
         error_type = classify_message(root.reason) if root is not None else "unknown"
-    if error_type == "unknown":
+    if error_type == "unknown" and focus is None:
+        # The incident's diagnosis describes its root stage; a stage observed beside it (`focus`) that shows no
+        # signature of its own stays "unknown" (its slowness is often the root's backlog, not a fault to fix).
         error_type = incident.error_type
     stage = root.stage if root is not None else incident.stage
     m = view.metrics.get(stage, {}) if stage is not None else {}

@@ -165,6 +165,25 @@ def test_observe_and_encode_use_only_the_analysis_output():
     assert encode(o) == "resource_contention|failing|q-raised"
 
 
+
+def test_a_stage_observed_beside_the_root_never_borrows_the_incidents_diagnosis():
+    drifted = StageHealth("orders", Stage.SOURCE, T0, Health.FAILED, "column 'amount' not found in target")
+    slow = StageHealth("orders", Stage.WAREHOUSE, T0, Health.DEGRADED, "latency_s=400 ≥ 240")
+    hot = StageHealth("orders", Stage.TRANSFORM, T0, Health.DEGRADED, "cpu_pct=97 ≥ 90")
+    view = MinuteView("orders", T0, PipelineHealth("orders", T0, Health.FAILED, 20.0, {}, False),
+                      (drifted, slow, hot), {Stage.WAREHOUSE: {"queue_wait_s": 3.0}}, 15.0)
+    inc = Incident(7, "orders", IncidentStatus.OPEN, T0, T0, Stage.SOURCE, "schema_drift", 0.6, {})
+    assert observe(view, inc).error_type == "schema_drift"
+    # The warehouse only shows the backlog the drift builds: no signature of its own, so no schema drift there.
+    beside = observe(view, inc, focus=Stage.WAREHOUSE)
+    assert (beside.error_type, beside.stage, beside.concurrent) == ("unknown", Stage.WAREHOUSE, True)
+    assert encode(beside) == "unknown|slow|q-normal"
+    # A stage with a signature of its own is read as such.
+    assert observe(view, inc, focus=Stage.TRANSFORM).error_type == "resource_contention"
+    # Undiagnosable from the root stage's own reason, the incident's diagnosis still stands.
+    vague = replace(drifted, reason="latency_s=900 ≥ 60")
+    assert observe(replace(view, stages=(vague, slow)), inc).error_type == "schema_drift"
+
 # -- catalog --------------------------------------------------------------------------------------
 def test_catalog_covers_every_action_and_preconditions_hold():
     assert set(ACTIONS) == set(ActionKind) and all(CATALOG[a].kind is a for a in ACTIONS)
