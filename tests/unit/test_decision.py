@@ -165,7 +165,6 @@ def test_observe_and_encode_use_only_the_analysis_output():
     assert encode(o) == "resource_contention|failing|q-raised"
 
 
-
 def test_a_stage_observed_beside_the_root_never_borrows_the_incidents_diagnosis():
     drifted = StageHealth("orders", Stage.SOURCE, T0, Health.FAILED, "column 'amount' not found in target")
     slow = StageHealth("orders", Stage.WAREHOUSE, T0, Health.DEGRADED, "latency_s=400 ≥ 240")
@@ -183,6 +182,7 @@ def test_a_stage_observed_beside_the_root_never_borrows_the_incidents_diagnosis(
     # Undiagnosable from the root stage's own reason, the incident's diagnosis still stands.
     vague = replace(drifted, reason="latency_s=900 ≥ 60")
     assert observe(replace(view, stages=(vague, slow)), inc).error_type == "schema_drift"
+
 
 # -- catalog --------------------------------------------------------------------------------------
 def test_catalog_covers_every_action_and_preconditions_hold():
