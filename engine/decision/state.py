@@ -64,6 +64,7 @@ class Observation:
     steps: int = 0  # decisions taken on this incident, waiting included
     throttled: bool = False  # the loop's own back pressure is in force on this pipeline
     concurrent: bool = False  # a decision for a second troubled stage while a step acts on another
+    troubled: frozenset[Stage] | None = None  # every stage not healthy this minute (None: not known)
 
     @property
     def queue_bucket(self) -> str:
@@ -128,7 +129,8 @@ def observe(view: MinuteView, incident: Incident, *, attempts: int = 0, last_act
         warehouse_queue_s=float(queue), freshness_ratio=float(fresh),
         slo_healthy=bool(view.health.slo_healthy) if view.health else False, attempts=attempts,
         last_action=last_action, minutes_open=max(0, round((view.ts - incident.opened_at).total_seconds() / 60)),
-        steps=steps, throttled=throttled, concurrent=focus is not None)
+        steps=steps, throttled=throttled, concurrent=focus is not None,
+        troubled=frozenset(h.stage for h in view.stages if h.status is not Health.HEALTHY))
 
 
 def encode(obs: Observation) -> str:

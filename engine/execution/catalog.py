@@ -6,7 +6,7 @@ action lands and with which parameters). One explicit registry, one entry per `A
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -50,6 +50,7 @@ class ActionSpec:
     hands_off: bool = False  # a human takes the incident over: the loop does nothing more until it closes
     max_streak: int | None = None  # at most this many times in a row (the loop does not sit on a failing pipeline)
     max_tries: int | None = None  # at most this many starts per incident (None: no limit)
+    relief: bool = False  # relieves load elsewhere: may land on a healthy stage (nothing else acts on one)
 
     def target(self, stage: Stage | None) -> Stage:
         """The stage the action lands on for an incident rooted at `stage`."""
@@ -78,9 +79,10 @@ CATALOG: dict[ActionKind, ActionSpec] = {
     ActionKind.APPLY_BACK_PRESSURE: ActionSpec(ActionKind.APPLY_BACK_PRESSURE, Risk.LOW, 0.5, 30, ANY_STAGE,
                                                Stage.SOURCE, "throttle ingestion at the source",
                                                params=MappingProxyType({"max_utilisation": 0.8}),
-                                               pipeline_wide=True),
+                                               pipeline_wide=True, relief=True),
     ActionKind.RESCHEDULE: ActionSpec(ActionKind.RESCHEDULE, Risk.MEDIUM, 1.0, 15, ANY_STAGE, Stage.WAREHOUSE,
-                                      "move the load out of the busy warehouse window", pipeline_wide=True),
+                                      "move the load out of the busy warehouse window", pipeline_wide=True,
+                                      relief=True),
     ActionKind.RELOAD_TABLES: ActionSpec(ActionKind.RELOAD_TABLES, Risk.HIGH, 3.0, 30, ANY_STAGE, Stage.SOURCE,
                                          "reload the source tables", pipeline_wide=True, needs_failure=True),
     ActionKind.RESTART_CDC_TASK: ActionSpec(ActionKind.RESTART_CDC_TASK, Risk.MEDIUM, 1.0, 5, ANY_STAGE,
@@ -102,19 +104,27 @@ assert set(ACTIONS) == set(ActionKind), "every ActionKind needs a catalog entry"
 
 def available(stage: Stage | None, started: Sequence[tuple[ActionKind, int] | tuple[ActionKind, int, Stage | None]],
               minute: int, catalog: Mapping[ActionKind, ActionSpec] = CATALOG, *,
-              failing: bool = True) -> tuple[ActionKind, ...]:
+              failing: bool = True, troubled: Collection[Stage] | None = None,
+              earlier: Sequence[tuple[ActionKind, int, Stage | None]] = ()) -> tuple[ActionKind, ...]:
     """Actions whose preconditions hold: the stage fits, disruptive actions only while the root stage is
     failing (`failing`), the cooldown since the action's last start has passed, an action limited to a
     streak (waiting) has not just run that many times in a row, and no action runs more than its
     `max_tries` on one incident (when it has one).
 
+    `troubled` (the stages not healthy now; None: not known) leaves out actions that would land on a healthy
+    component other than `stage`: restarting a replication task that runs fine or resizing an idle warehouse
+    fixes nothing and costs money or a catch-up; only `relief` actions (back pressure, rescheduling) act on a
+    healthy component to relieve another.
+
     `started` is the incident's history of (action, start minute) or (action, start minute, stage it landed
     on); `minute` is now, on the same clock. A cooldown guards the component an action landed on: a retry
     against the orchestrator does not make a retry against the warehouse wait (pipeline-wide actions, and
-    entries that name no stage, cool down for the whole pipeline).
+    entries that name no stage, cool down for the whole pipeline). `earlier` holds the pipeline's starts for
+    incidents that have ended, in the same form: they count for cooldowns only (a component resized for the
+    last incident is not resized again for the next one within the cooldown), not for streaks or tries.
     """
     last: dict[ActionKind, int] = {}
-    for entry in started:
+    for entry in (*earlier, *started):
         kind, at = entry[0], entry[1]
         landed = entry[2] if len(entry) > 2 else None
         spec = catalog.get(kind)
@@ -130,6 +140,9 @@ def available(stage: Stage | None, started: Sequence[tuple[ActionKind, int] | tu
     out = []
     for kind, spec in catalog.items():
         if not spec.applies_to(stage) or (spec.needs_failure and not failing):
+            continue
+        landing = spec.target(stage)
+        if troubled is not None and not spec.relief and landing is not stage and landing not in troubled:
             continue
         if spec.max_streak is not None and kinds and kinds[-1] is kind and streak >= spec.max_streak:
             continue

@@ -108,7 +108,7 @@ def current_choices(store: Store, policy: QLearningPolicy) -> list[OpenChoice]:
         if view is None:
             continue
         obs = observe(view, inc)
-        allowed = available(obs.stage, [], 0, failing=obs.stage_status is Health.FAILED)
+        allowed = available(obs.stage, [], 0, failing=obs.stage_status is Health.FAILED, troubled=obs.troubled)
         choice = greedy.choose(obs, allowed, np.random.default_rng(k))
         out.append(OpenChoice(inc, obs, encode(obs), choice, tuple(a.value for a in allowed)))
     return out

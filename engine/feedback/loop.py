@@ -133,6 +133,9 @@ class Healer:
         # Capacity changes still under way when their incident ended: (pipeline, execution ref). Polled until
         # they land, so the scorer still learns the new level (see `_watch_landings`).
         self.landing: list[tuple[str, str]] = []
+        # Action starts for incidents that have ended, per pipeline, while their cooldown may still run: a
+        # cooldown guards a component, not an incident (see `_remember`).
+        self.recent: dict[str, list[tuple[ActionKind, int, Stage]]] = {}
 
     # -- phase 1: account, verify, reward, learn ------------------------------------------------
     def observe(self, ts: datetime, views: Mapping[str, MinuteView], open_incidents: Mapping[str, Incident],
@@ -150,9 +153,12 @@ class Healer:
             if ep is not None and ep.incident_id == inc.id:
                 self._account(ep, pid, views, elapsed)
                 self._finish(ep, pid, ts, inc, out)
+                self._remember(pid, ep, now)
         for pid, inc in open_incidents.items():
             ep = self.episodes.get(pid)
             if ep is None or ep.incident_id != inc.id:
+                if ep is not None:
+                    self._remember(pid, ep, now)  # replaced by a newer incident without a close we saw
                 ep = self.episodes[pid] = _Episode(inc.id, inc.opened_at)
             view = views.get(pid)
             if not ep.running or view is None:
@@ -171,8 +177,22 @@ class Healer:
                     allowed = self._allowed(obs, ep, now)
                     self._learn(ep, step, pid, ts, obs, allowed=allowed, recovered=False, out=out)
         for pid in [p for p in self.episodes if p not in open_incidents]:
-            self._keep_landing(pid, self.episodes.pop(pid))  # it vanished without a close we saw (e.g. a restart)
+            ep = self.episodes.pop(pid)  # it vanished without a close we saw (e.g. a restart)
+            self._keep_landing(pid, ep)
+            self._remember(pid, ep, now)
         return out
+
+    def _remember(self, pid: str, ep: _Episode, now: int) -> None:
+        """Keep an ended incident's action starts whose cooldown may still run, so the next incident on the
+        pipeline sits them out too (without it, a stage flickering in and out of trouble after a fix gets the
+        same warehouse resize once per incident, minutes apart). Paging a human is per incident."""
+        longest = max(spec.cooldown_minutes for spec in self.catalog.values())
+        mine = [e for e in ep.history if not self.catalog[e[0]].hands_off]
+        kept = [e for e in (*self.recent.get(pid, ()), *mine) if now - e[1] < longest]
+        if kept:
+            self.recent[pid] = kept
+        else:
+            self.recent.pop(pid, None)
 
     def _keep_landing(self, pid: str, ep: _Episode) -> None:
         """Hand the episode's capacity changes that have not landed yet to `_watch_landings`."""
@@ -282,7 +302,8 @@ class Healer:
         return any(kind is ActionKind.APPLY_BACK_PRESSURE and now - at < window for kind, at, _ in ep.history)
 
     def _allowed(self, obs: Observation, ep: _Episode, now: int) -> tuple[ActionKind, ...]:
-        return available(obs.stage, ep.history, now, self.catalog, failing=obs.stage_status is Health.FAILED)
+        return available(obs.stage, ep.history, now, self.catalog, failing=obs.stage_status is Health.FAILED,
+                         troubled=obs.troubled, earlier=self.recent.get(obs.pipeline_id, ()))
 
     def _account(self, ep: _Episode, pid: str, views: Mapping[str, MinuteView],
                  elapsed: Mapping[str, tuple[int, int]] | None) -> None:

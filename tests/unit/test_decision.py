@@ -173,6 +173,7 @@ def test_a_stage_observed_beside_the_root_never_borrows_the_incidents_diagnosis(
                       (drifted, slow, hot), {Stage.WAREHOUSE: {"queue_wait_s": 3.0}}, 15.0)
     inc = Incident(7, "orders", IncidentStatus.OPEN, T0, T0, Stage.SOURCE, "schema_drift", 0.6, {})
     assert observe(view, inc).error_type == "schema_drift"
+    assert observe(view, inc).troubled == {Stage.SOURCE, Stage.WAREHOUSE, Stage.TRANSFORM}  # for preconditions
     # The warehouse only shows the backlog the drift builds: no signature of its own, so no schema drift there.
     beside = observe(view, inc, focus=Stage.WAREHOUSE)
     assert (beside.error_type, beside.stage, beside.concurrent) == ("unknown", Stage.WAREHOUSE, True)
@@ -203,6 +204,32 @@ def test_catalog_covers_every_action_and_preconditions_hold():
     assert A.RESCHEDULE not in available(Stage.SOURCE, [(A.RESCHEDULE, 10, Stage.WAREHOUSE)], 12)
     assert CATALOG[A.RESCHEDULE].target(Stage.SOURCE) is Stage.WAREHOUSE  # pipeline-wide actions land where they act
     assert CATALOG[A.RETRY_WITH_BACKOFF].target(Stage.SOURCE) is Stage.SOURCE
+
+
+def test_no_action_lands_on_a_healthy_component_except_to_relieve_load():
+    # A warehouse overload: the source runs fine, so restarting its replication task or reloading its tables is
+    # not offered; rescheduling and back pressure relieve load and may land anywhere.
+    only_warehouse = {Stage.WAREHOUSE}
+    allowed = available(Stage.WAREHOUSE, [], 0, failing=True, troubled=only_warehouse)
+    assert A.RESTART_CDC_TASK not in allowed and A.RELOAD_TABLES not in allowed
+    assert {A.RESCHEDULE, A.APPLY_BACK_PRESSURE, A.SCALE_WAREHOUSE, A.RETRY_WITH_BACKOFF} <= set(allowed)
+    # A timeout on the orchestrator: an idle warehouse is not resized, the hung task is restarted.
+    at_orchestrator = available(Stage.ORCHESTRATOR, [], 0, failing=True, troubled={Stage.ORCHESTRATOR})
+    assert A.SCALE_WAREHOUSE not in at_orchestrator and A.RESTART_TASK in at_orchestrator
+    # Once the component is in trouble too, the action is back; unknown health filters nothing.
+    assert A.RESTART_CDC_TASK in available(Stage.WAREHOUSE, [], 0, failing=True,
+                                           troubled={Stage.WAREHOUSE, Stage.SOURCE})
+    assert A.RESTART_CDC_TASK in available(Stage.WAREHOUSE, [], 0, failing=True)
+    assert {a for a in ACTIONS if CATALOG[a].relief} == {A.RESCHEDULE, A.APPLY_BACK_PRESSURE}
+
+
+def test_an_ended_incidents_actions_still_cool_down_for_the_next_one():
+    resized = [(A.SCALE_WAREHOUSE, 10, Stage.WAREHOUSE), (A.WAIT, 12, Stage.WAREHOUSE),
+               (A.WAIT, 14, Stage.WAREHOUSE)]
+    assert A.SCALE_WAREHOUSE not in available(Stage.WAREHOUSE, [], 20, earlier=resized)
+    assert A.SCALE_WAREHOUSE in available(Stage.WAREHOUSE, [], 40, earlier=resized)
+    # Earlier starts count for cooldowns only: two waits for the last incident do not end this one's streak.
+    assert A.WAIT in available(Stage.WAREHOUSE, [], 20, earlier=resized)
 
 
 # -- reward ---------------------------------------------------------------------------------------

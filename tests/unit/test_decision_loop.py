@@ -171,6 +171,34 @@ def test_a_scale_up_that_lands_after_its_incident_closed_still_rebaselines_the_s
     assert max(lasted) <= 5, lasted
 
 
+def test_the_next_incident_on_a_pipeline_sits_out_the_cooldown_of_the_last_ones_resize():
+    # Two brief network failures at the warehouse, fifteen minutes apart, each its own incident. A policy that
+    # resizes the warehouse whenever it may does so once: the 30-minute cooldown guards the warehouse, not the
+    # incident (before, every new incident on a flickering stage got its own resize, minutes apart).
+    from engine.decision.policy import Choice
+
+    class Resize:
+        name = "resize"
+
+        def choose(self, obs, allowed, rng):
+            return Choice(A.SCALE_WAREHOUSE if A.SCALE_WAREHOUSE in allowed else A.WAIT, "resize when allowed")
+
+        def learn(self, t):
+            return None
+
+        def end_episode(self):
+            return None
+
+    twice = dict(DRIFT, seed=1, duration_minutes=170, faults=[
+        {"pipeline": "orders", "stage": "warehouse", "kind": "network_failure", "at_minute": at,
+         "duration_minutes": lasts, "severity": 0.9} for at, lasts in ((70, 4), (85, 6))])
+    arena = _arena(twice, Resize())
+    assert len(arena.incidents) == 2 and not arena.open
+    resized = [d.incident_id for d in arena.log.decisions if d.choice.action is A.SCALE_WAREHOUSE]
+    assert resized == [1]
+    assert {d.choice.action for d in arena.log.decisions if d.incident_id == 2} == {A.WAIT}
+
+
 def test_a_rejection_is_a_negative_lesson():
     from engine.execution.executor import TwinExecutor
     from tests.unit.test_decision import obs
