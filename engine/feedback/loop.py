@@ -186,9 +186,8 @@ class Healer:
         """Keep an ended incident's action starts whose cooldown may still run, so the next incident on the
         pipeline sits them out too (without it, a stage flickering in and out of trouble after a fix gets the
         same warehouse resize once per incident, minutes apart). Paging a human is per incident."""
-        longest = max(spec.cooldown_minutes for spec in self.catalog.values())
         mine = [e for e in ep.history if not self.catalog[e[0]].hands_off]
-        kept = [e for e in (*self.recent.get(pid, ()), *mine) if now - e[1] < longest]
+        kept = [e for e in (*self.recent.get(pid, ()), *mine) if now - e[1] < self.catalog[e[0]].cooldown_minutes]
         if kept:
             self.recent[pid] = kept
         else:
