@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection
 
 from engine.decision.qlearning import QLearningPolicy, QParams, QTable
+from engine.decision.state import upgrade_key
 from engine.feedback.loop import Learned
 from engine.feedback.training import TrainingRun
 from engine.model import ActionKind
@@ -18,10 +19,23 @@ POLICY = "qlearning"
 
 
 def table_from_rows(rows: Iterable[tuple[str, str, float, int]]) -> QTable:
-    table = QTable()
+    """The Q-table stored as (state, action, value, visits) rows. Rows under a state key of an older encoding
+    (`upgrade_key`) are merged into the current key, visit-weighted, unless a row under the current key exists:
+    that one was learned since and stands. Rows for actions the catalog no longer has are skipped."""
+    rows = list(rows)
+    current = {(s, a) for s, a, _, _ in rows if upgrade_key(s) == s}
+    merged: dict[tuple[str, str], list[tuple[float, int]]] = {}
     for state, action, value, visits in rows:
+        key = (upgrade_key(state), action)
+        if key[0] == state or key not in current:
+            merged.setdefault(key, []).append((value, visits))
+    table = QTable()
+    for (state, action), values in merged.items():
+        value = values[0][0]  # one row: exactly as stored
+        if len(values) > 1:
+            value = sum(v * max(n, 1) for v, n in values) / sum(max(n, 1) for _, n in values)
         try:
-            table.set(state, ActionKind(action), value, visits)
+            table.set(state, ActionKind(action), value, sum(n for _, n in values))
         except ValueError:
             continue  # an action the catalog no longer has
     return table

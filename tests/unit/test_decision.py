@@ -57,8 +57,8 @@ def test_learning_rate_is_a_running_mean_then_the_floor():
 
 def test_frozen_agent_does_not_learn_and_greedy_respects_allowed_actions():
     table = QTable()
-    table.set("schema_drift|failing|q-normal", A.REMAP_SCHEMA, -5.0)
-    table.set("schema_drift|failing|q-normal", A.SCALE_WAREHOUSE, 50.0)
+    table.set("schema_drift|any|q-normal", A.REMAP_SCHEMA, -5.0)
+    table.set("schema_drift|any|q-normal", A.SCALE_WAREHOUSE, 50.0)
     agent = QLearningPolicy(table, explore=False, learning=False)
     assert agent.learn(transition()) is None
     rng = np.random.default_rng(0)
@@ -162,7 +162,12 @@ def test_observe_and_encode_use_only_the_analysis_output():
     assert (o.error_type, o.stage, o.stage_status, o.minutes_open) == ("resource_contention", Stage.TRANSFORM,
                                                                       Health.FAILED, 4)
     assert o.queue_bucket == "q-raised" and o.fresh_bucket == "stale" and not o.slo_healthy
-    assert encode(o) == "resource_contention|failing|q-raised"
+    assert encode(o) == "resource_contention|any|q-raised"  # a diagnosed signature: failing and slow pooled
+    # Undiagnosed, a failing stage and a slow one are different situations, so the key keeps them apart.
+    unknown = replace(o, error_type="unknown")
+    assert encode(unknown) == "unknown|failing|q-raised"
+    assert encode(replace(unknown, stage_status=Health.DEGRADED)) == "unknown|slow|q-raised"
+    assert encode(replace(o, stage_status=Health.DEGRADED)) == encode(o)
 
 
 def test_a_stage_observed_beside_the_root_never_borrows_the_incidents_diagnosis():
@@ -312,14 +317,14 @@ def test_oracle_sees_to_the_second_fault_while_the_first_ones_fix_is_at_work():
 
 
 def test_a_rare_state_acts_on_its_coarse_state_until_it_has_been_tried_enough():
-    assert coarse("cdc_stopped|failing|q-high") == "cdc_stopped|failing|*"
-    assert coarse("cdc_stopped|failing|*") is None and coarse("s") is None
+    assert coarse("cdc_stopped|any|q-high") == "cdc_stopped|any|*"
+    assert coarse("cdc_stopped|any|*") is None and coarse("s") is None
     agent = QLearningPolicy(params=QParams(backoff_visits=3))
-    normal, high = "cdc_stopped|failing|q-normal", "cdc_stopped|failing|q-high"
+    normal, high = "cdc_stopped|any|q-normal", "cdc_stopped|any|q-high"
     for _ in range(4):  # learned where the warehouse queue is normal: restarting the task works
         agent.learn(transition(state=normal, action=A.RESTART_CDC_TASK, reward=20.0, done=True, next_state=None))
     agent.learn(transition(state=normal, action=A.WAIT, reward=-5.0, done=True, next_state=None))
-    assert agent.table.q("cdc_stopped|failing|*", A.RESTART_CDC_TASK) == pytest.approx(20.0)
+    assert agent.table.q("cdc_stopped|any|*", A.RESTART_CDC_TASK) == pytest.approx(20.0)
     allowed = (A.RESTART_CDC_TASK, A.WAIT, A.REMAP_SCHEMA)
     rng = np.random.default_rng(0)
     greedy = QLearningPolicy(agent.table, agent.params, explore=False, learning=False)

@@ -65,7 +65,7 @@ def test_two_faults_on_two_stages_are_worked_on_side_by_side():
     assert (second.choice.action, second.execution.request.stage) == (A.REMAP_SCHEMA, Stage.TRANSFORM)
     first_judged = next(x.transition.ts for x in side.log.learned if x.transition.action is A.RESTART_CDC_TASK)
     assert second.ts < first_judged  # decided while the CDC restart was still being verified
-    assert second.state.startswith("schema_drift|failing")  # observed from the drifted stage, not the root
+    assert second.state.startswith("schema_drift|")  # observed from the drifted stage, not the root
     assert second.execution.request.evidence["beside_another_step"] is True
     one_at_a_time = _arena(both, RulesPolicy(), parallel=False)
     assert one_at_a_time.log.decisions[1].ts >= first_judged
@@ -239,6 +239,26 @@ def test_q_table_and_transitions_survive_a_restart(db_url):
 def test_table_rows_for_unknown_actions_are_skipped():
     table = memory.table_from_rows([("s", "wait", 1.0, 2), ("s", "reboot_the_cloud", 9.0, 1)])
     assert isinstance(table, QTable) and table.values == {"s": {A.WAIT: 1.0}}
+
+
+def test_a_table_stored_under_the_older_state_keys_is_upgraded_on_load():
+    # Before diagnosed signatures pooled failing and slow, a drift had two rows: merged visit-weighted.
+    table = memory.table_from_rows([
+        ("schema_drift|failing|q-normal", "remap_schema", 30.0, 3),
+        ("schema_drift|slow|q-normal", "remap_schema", 10.0, 1),
+        ("schema_drift|slow|q-normal", "wait", -4.0, 2),
+        # A row learned under the current key since the upgrade stands; the older one for it is dropped.
+        ("cdc_stopped|any|q-high", "restart_cdc_task", 12.0, 5),
+        ("cdc_stopped|failing|q-high", "restart_cdc_task", 99.0, 9),
+        # Undiagnosed and throttled keys keep failing vs slow.
+        ("unknown|failing|q-normal", "wait", -1.0, 1), ("throttled|slow|q-raised", "wait", 2.0, 1)])
+    assert table.q("schema_drift|any|q-normal", A.REMAP_SCHEMA) == pytest.approx(25.0)
+    assert table.visits["schema_drift|any|q-normal"] == {A.REMAP_SCHEMA: 4, A.WAIT: 2}
+    assert table.q("schema_drift|any|q-normal", A.WAIT) == -4.0
+    assert table.q("cdc_stopped|any|q-high", A.RESTART_CDC_TASK) == 12.0
+    assert table.visits["cdc_stopped|any|q-high"][A.RESTART_CDC_TASK] == 5
+    assert set(table.values) == {"schema_drift|any|q-normal", "cdc_stopped|any|q-high", "unknown|failing|q-normal",
+                                 "throttled|slow|q-raised"}
 
 
 def test_credentials_expire_until_a_human_rotates_them_and_saturation_looks_like_contention():
