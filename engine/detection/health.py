@@ -30,6 +30,13 @@ class Limits:
     def latency_for(self, stage: Stage) -> float:
         return dict(self.latency_s)[stage]
 
+    def checks(self) -> dict[Stage, tuple[tuple[str, float], ...]]:
+        """Per stage, the (metric, limit) pairs a sample is held against, in reporting order."""
+        latency = dict(self.latency_s)
+        return {stage: (("cpu_pct", self.cpu_pct), ("memory_pct", self.memory_pct),
+                        ("queue_wait_s", self.queue_wait_s), ("cdc_lag_s", self.cdc_lag_s),
+                        ("latency_s", latency[stage])) for stage in STAGES}
+
 
 def assess(batch: TelemetryBatch, pipelines: list[PipelineSpec], limits: Limits = Limits(),
            scores: dict[tuple[str, Stage, datetime], StageScore] | None = None,
@@ -49,6 +56,7 @@ def assess(batch: TelemetryBatch, pipelines: list[PipelineSpec], limits: Limits 
             worst_event[key] = (e.level, e.message)
     minutes = sorted({ts for (_, _, ts) in metrics})
     targets = {p.id: p.freshness_target_minutes for p in pipelines}
+    checks = limits.checks()
     stage_rows: list[StageHealth] = []
     pipe_rows: list[PipelineHealth] = []
     for ts in minutes:
@@ -59,10 +67,10 @@ def assess(batch: TelemetryBatch, pipelines: list[PipelineSpec], limits: Limits 
                 m = metrics.get((pid, stage, ts))
                 if m is None:
                     continue
-                status, reason = _stage_status(stage, m, worst_event.get((pid, stage, ts)), limits)
+                status, reason = _stage_status(m, worst_event.get((pid, stage, ts)), checks[stage])
                 sc = scores.get((pid, stage, ts))
                 if status is not Health.FAILED:
-                    stalled = _stalled(stage, m, sc, limits)
+                    stalled = _stalled(m, sc, checks[stage][-1][1])
                     if stalled:
                         status, reason = Health.FAILED, stalled
                 if status is Health.HEALTHY and sc is not None and sc.alarm:
@@ -92,7 +100,7 @@ def pipeline_health(pid: str, ts: datetime, statuses: dict[Stage, Health], fresh
 STALLED_LATENCY_Z = 8.0  # a run this far over its usual duration while no row moves has stalled
 
 
-def _stalled(stage: Stage, m: dict[str, float], sc: StageScore | None, limits: Limits) -> str:
+def _stalled(m: dict[str, float], sc: StageScore | None, latency_limit: float) -> str:
     """Why the stage's run has stalled, or "": nothing moves through it (zero throughput) while its run time is
     over the static limit or far over its own usual (the anomaly score's latency z). A stage that is merely
     starved by a failure upstream has zero throughput too, but its runs finish in their usual time. The twin
@@ -101,21 +109,19 @@ def _stalled(stage: Stage, m: dict[str, float], sc: StageScore | None, limits: L
         return ""
     latency = m["latency_s"]
     z = dict(sc.top).get("latency_s", 0.0) if sc is not None and sc.alarm else 0.0
-    if latency >= limits.latency_for(stage) or z >= STALLED_LATENCY_Z:
+    if latency >= latency_limit or z >= STALLED_LATENCY_Z:
         return f"run made no progress: 0 rows/s while latency_s={latency:.0f} (z={z:+.1f})"
     return ""
 
 
-def _stage_status(stage: Stage, m: dict[str, float], event: tuple[str, str] | None,
-                  limits: Limits) -> tuple[Health, str]:
+def _stage_status(m: dict[str, float], event: tuple[str, str] | None,
+                  checks: tuple[tuple[str, float], ...]) -> tuple[Health, str]:
     if event is not None and event[0] == "error":
         return Health.FAILED, event[1][:300]
-    reasons = []
-    for name, limit in (("cpu_pct", limits.cpu_pct), ("memory_pct", limits.memory_pct),
-                        ("queue_wait_s", limits.queue_wait_s), ("cdc_lag_s", limits.cdc_lag_s),
-                        ("latency_s", limits.latency_for(stage))):
-        if m.get(name, 0.0) >= limit:
-            reasons.append(f"{name}={m[name]:.0f} ≥ {limit:g}")
+    over = [name for name, limit in checks if m.get(name, 0.0) >= limit]
+    if not over and event is None and m.get("error_count", 0.0) <= 0:
+        return Health.HEALTHY, ""  # the common case: nothing to report
+    reasons = [f"{name}={m[name]:.0f} ≥ {limit:g}" for name, limit in checks if name in over]
     if m.get("error_count", 0.0) > 0:
         reasons.append(f"error_count={m['error_count']:.0f}")
     if event is not None:

@@ -42,14 +42,12 @@ def to_samples(minute: MinuteTelemetry, pipelines: list[PipelineSpec]) -> list[S
     """One `StageSample` per pipeline and stage, leaving out metrics a stage does not emit (NaN)."""
     ts = minute.ts
     names = list(minute.metrics)
-    # [metric, pipeline, stage] -> python floats once, then plain indexing.
+    # [metric, pipeline, stage], rounded once for the whole fleet.
     cube = np.round(np.stack([minute.metrics[m] for m in names]), 4)
-    present = [[names[k] for k in range(len(names)) if not np.isnan(cube[k, 0, s])] for s in range(len(STAGES))]
-    idx = [[k for k in range(len(names)) if not np.isnan(cube[k, 0, s])] for s in range(len(STAGES))]
-    values = cube.tolist()
-    out: list[StageSample] = []
-    for i, p in enumerate(pipelines):
-        for s, stage in enumerate(STAGES):
-            vals = {m: values[k][i][s] for m, k in zip(present[s], idx[s], strict=True)}
-            out.append(StageSample(p.id, stage, ts, vals))
-    return out
+    per_stage = []
+    for s, stage in enumerate(STAGES):
+        idx = [k for k in range(len(names)) if not np.isnan(cube[k, 0, s])]
+        # [pipeline][metric] as python floats, for this stage's metrics only.
+        per_stage.append((stage, [names[k] for k in idx], cube[idx, :, s].T.tolist()))
+    return [StageSample(p.id, stage, ts, dict(zip(present, rows[i], strict=True)))
+            for i, p in enumerate(pipelines) for stage, present, rows in per_stage]
