@@ -24,7 +24,7 @@ from engine.decision.qlearning import QLearningPolicy
 from engine.feedback.bench import bench, run_policy
 from engine.feedback.curriculum import episode_scenario, write_sets
 from engine.feedback.summaries import bench_lines, checkpoint_lines, curve, curve_lines
-from engine.feedback.training import default_checkpoints, train
+from engine.feedback.training import default_checkpoints, default_jobs, train
 
 
 def _targets(res: dict[str, dict]) -> list[str]:
@@ -79,7 +79,8 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="selfheal-rl-"))
     sets = write_sets(out, count=args.count, seed=args.heldout_seed)
     agent = QLearningPolicy()
-    run = train(agent, episodes=args.episodes, seed=args.seed, checkpoints=default_checkpoints(args.episodes))
+    run = train(agent, episodes=args.episodes, seed=args.seed, checkpoints=default_checkpoints(args.episodes),
+                jobs=default_jobs())
     print(f"trained {len(run.records)} episodes in {run.seconds:.1f} s (checkpoint scoring included); "
           f"{len(agent.table.values)} states, {len(agent.table)} Q-values (held-out sets in {out})")
     print("\n".join(checkpoint_lines(run.checkpoints)))

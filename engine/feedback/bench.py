@@ -82,9 +82,9 @@ def aggregate(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def bench(scenarios: Path, *, episodes: int = 1000, seed: int = 0, policies: Sequence[str] = POLICIES,
           params: QParams | None = None, trained: QLearningPolicy | None = None,
-          progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    """Train (unless `trained` is given; keeping the best of the default checkpoints), then score every policy
-    on every scenario file in `scenarios`."""
+          progress: Callable[[str, int, int], None] | None = None, jobs: int = 1) -> dict[str, Any]:
+    """Train (unless `trained` is given; keeping the best of the default checkpoints, scored beside training
+    with `jobs` > 1), then score every policy on every scenario file in `scenarios`."""
     files = load_dir(scenarios)
     if not files:
         raise SelfhealError(f"no scenario files (*.json) in {scenarios}")
@@ -95,7 +95,7 @@ def bench(scenarios: Path, *, episodes: int = 1000, seed: int = 0, policies: Seq
     agent = trained
     if agent is None and "qlearning" in policies:
         agent = QLearningPolicy(params=params)
-        run = train(agent, episodes=episodes, seed=seed, checkpoints=default_checkpoints(episodes),
+        run = train(agent, episodes=episodes, seed=seed, checkpoints=default_checkpoints(episodes), jobs=jobs,
                     progress=(lambda d, t: progress("training", d, t)) if progress else None)
     out: dict[str, Any] = {"scenarios": str(scenarios), "files": len(files), "seed": seed, "policies": {}}
     if run is not None:

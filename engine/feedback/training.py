@@ -9,19 +9,24 @@ updates reorder near-equal Q-values), and an unlucky swing late in training can 
 the wrong fix. With `checkpoints`, training scores the greedy policy at those episode counts on a fixed
 validation set drawn from the training side (its own seed stream, every family equally, never a benchmark
 file) and keeps the table that scored best: MTTR relative to the oracle on the same episodes, averaged over
-the families so that no family's scale dominates.
+the families so that no family's scale dominates. With `jobs` > 1 the checkpoints are scored in a separate
+process while training goes on (the same scores and the same table as in one process: validation is seeded).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
+from multiprocessing import get_context
 
 import numpy as np
 
 from engine.decision.policy import Policy
-from engine.decision.qlearning import QLearningPolicy, QTable
+from engine.decision.qlearning import QLearningPolicy, QParams, QTable
 from engine.feedback.arena import Arena
 from engine.feedback.curriculum import HORIZON, TRAINING_MIX, training_batch
 from engine.feedback.evaluate import recovery_minutes
@@ -125,42 +130,76 @@ class Validation:
         return Checkpoint(episodes, round(float(np.mean(ratio)), 4), {f: round(v, 2) for f, v in mttr.items()})
 
 
+def default_jobs() -> int:
+    """Processes `selfheal train` uses: training plus one scoring checkpoints, where there are two cores."""
+    return min(2, os.cpu_count() or 1)
+
+
+_VALIDATIONS: dict[tuple[int, int], Validation] = {}  # per scoring process: built once, reused per checkpoint
+
+
+def _score_in_worker(seed: int, validation_episodes: int, table: QTable, params: QParams, episodes: int
+                     ) -> Checkpoint:
+    key = (seed, validation_episodes)
+    if key not in _VALIDATIONS:
+        _VALIDATIONS[key] = Validation(seed, validation_episodes)
+    return _VALIDATIONS[key].score(QLearningPolicy(table, params, explore=False, learning=False), episodes)
+
+
 def train(policy: QLearningPolicy, *, episodes: int, seed: int = 0, batch_size: int = 10,
           mix: dict[str, float] | None = None, weights: RewardWeights | None = None,
           progress: Callable[[int, int], None] | None = None,
-          checkpoints: Sequence[int] = (), validation_episodes: int = VALIDATION_EPISODES) -> TrainingRun:
+          checkpoints: Sequence[int] = (), validation_episodes: int = VALIDATION_EPISODES,
+          jobs: int = 1) -> TrainingRun:
     """Train `policy` for `episodes` episodes (its table is updated in place). With `checkpoints` (episode
-    counts, e.g. `default_checkpoints(episodes)`), the policy ends with the table of the best-scoring one."""
-    if episodes < 1 or batch_size < 1:
-        raise ValueError("episodes and batch_size must be at least 1")
+    counts, e.g. `default_checkpoints(episodes)`), the policy ends with the table of the best-scoring one;
+    with `jobs` > 1 they are scored in another process while training continues (identical results)."""
+    if episodes < 1 or batch_size < 1 or jobs < 1:
+        raise ValueError("episodes, batch_size and jobs must be at least 1")
     marks = sorted({c for c in checkpoints if 0 < c <= episodes})
-    validation = Validation(seed, validation_episodes) if marks else None
-    scored: list[Checkpoint] = []
-    best: tuple[float, QTable, int] | None = None  # (score, table, index in scored)
+    pool = (ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) if marks and jobs > 1
+            else None)
+    validation = Validation(seed, validation_episodes) if marks and pool is None else None
+    pending: list[tuple[tuple, Future[Checkpoint] | Checkpoint]] = []  # (scoring job's arguments, its score)
     rng = np.random.default_rng([seed, 0x7EA1])
     records: list[EpisodeRecord] = []
     learned: list[Learned] = []
     t0 = time.perf_counter()
     batches = 0
-    while len(records) < episodes:
-        size = min(batch_size, episodes - len(records))
-        scenario, families = training_batch(rng, size, batches, mix or TRAINING_MIX)
-        arena = Arena(Twin.from_scenario(scenario), policy, rng=np.random.default_rng([seed, 1, batches]),
-                      weights=weights or RewardWeights())
-        records.extend(_run_batch(arena, scenario.duration_minutes, families, policy, len(records)))
-        learned = (learned + arena.log.learned)[-KEEP_LEARNED:]
-        batches += 1
-        while validation is not None and marks and len(records) >= marks[0]:
-            point = validation.score(policy, marks.pop(0))
-            scored.append(point)
-            if best is None or point.score < best[0]:
-                best = (point.score, policy.table.copy(), len(scored) - 1)
-        if progress:
-            progress(len(records), episodes)
-    if best is not None:
-        policy.table = best[1]
-        scored[best[2]] = replace(scored[best[2]], chosen=True)
+    try:
+        while len(records) < episodes:
+            size = min(batch_size, episodes - len(records))
+            scenario, families = training_batch(rng, size, batches, mix or TRAINING_MIX)
+            arena = Arena(Twin.from_scenario(scenario), policy, rng=np.random.default_rng([seed, 1, batches]),
+                          weights=weights or RewardWeights())
+            records.extend(_run_batch(arena, scenario.duration_minutes, families, policy, len(records)))
+            learned = (learned + arena.log.learned)[-KEEP_LEARNED:]
+            batches += 1
+            while marks and len(records) >= marks[0]:
+                job = (seed, validation_episodes, policy.table.copy(), policy.params, marks.pop(0))
+                pending.append((job, validation.score(policy, job[-1]) if validation is not None else
+                                pool.submit(_score_in_worker, *job)))
+            if progress:
+                progress(len(records), episodes)
+        scored = [_result(point, job) for job, point in pending]
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    if scored:
+        best = min(range(len(scored)), key=lambda k: scored[k].score)  # the earliest of equal scores
+        policy.table = pending[best][0][2]
+        scored[best] = replace(scored[best], chosen=True)
     return TrainingRun(records[:episodes], time.perf_counter() - t0, batches, learned, scored)
+
+
+def _result(point: Future[Checkpoint] | Checkpoint, job: tuple) -> Checkpoint:
+    """A checkpoint's score; scored here after all if the scoring process died (same result, only slower)."""
+    if isinstance(point, Checkpoint):
+        return point
+    try:
+        return point.result()
+    except BrokenProcessPool:
+        return _score_in_worker(*job)
 
 
 def _run_batch(arena: Arena, duration: int, families: list[str], policy: Policy,

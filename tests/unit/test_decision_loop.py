@@ -9,7 +9,7 @@ import pytest
 from engine.decision.qlearning import QLearningPolicy, QTable
 from engine.detection.stage_scores import StageScorer
 from engine.errors import SelfhealError
-from engine.feedback import memory
+from engine.feedback import memory, training
 from engine.feedback.arena import Arena
 from engine.feedback.bench import run_policy
 from engine.feedback.curriculum import held_out, training_batch
@@ -117,9 +117,10 @@ def test_training_is_deterministic_by_seed():
 
 def test_checkpoint_selection_keeps_the_best_scoring_table_and_is_deterministic():
     runs = []
-    for _ in range(2):
+    for jobs in (1, 2):  # 2: checkpoints scored in another process while training goes on; the same result
         agent = QLearningPolicy()
-        run = train(agent, episodes=30, seed=3, batch_size=10, checkpoints=(10, 20, 30), validation_episodes=8)
+        run = train(agent, episodes=30, seed=3, batch_size=10, checkpoints=(10, 20, 30), validation_episodes=8,
+                    jobs=jobs)
         runs.append((run, agent))
     (run, agent), (again, twin_agent) = runs
     assert [c.episodes for c in run.checkpoints] == [10, 20, 30]
@@ -129,6 +130,7 @@ def test_checkpoint_selection_keeps_the_best_scoring_table_and_is_deterministic(
     # The policy ends with the chosen checkpoint's table: scoring it again gives the chosen score.
     assert Validation(3, episodes=8).score(agent, 30).score == run.chosen.score
     assert run.checkpoints == again.checkpoints and agent.table.values == twin_agent.table.values
+    assert not training._VALIDATIONS  # the second run's scores came from the scoring process, not a fallback here
     assert set(run.chosen.mttr) == set(VALIDATION_FAMILIES)
     assert default_checkpoints(100) == () and default_checkpoints(1000) == (600, 700, 800, 900, 1000)
 
