@@ -56,7 +56,7 @@ def assess(batch: TelemetryBatch, pipelines: list[PipelineSpec], limits: Limits 
             worst_event[key] = (e.level, e.message)
     minutes = sorted({ts for (_, _, ts) in metrics})
     targets = {p.id: p.freshness_target_minutes for p in pipelines}
-    checks = limits.checks()
+    checks, latency_limit = limits.checks(), dict(limits.latency_s)
     stage_rows: list[StageHealth] = []
     pipe_rows: list[PipelineHealth] = []
     for ts in minutes:
@@ -70,7 +70,7 @@ def assess(batch: TelemetryBatch, pipelines: list[PipelineSpec], limits: Limits 
                 status, reason = _stage_status(m, worst_event.get((pid, stage, ts)), checks[stage])
                 sc = scores.get((pid, stage, ts))
                 if status is not Health.FAILED:
-                    stalled = _stalled(m, sc, checks[stage][-1][1])
+                    stalled = _stalled(m, sc, latency_limit[stage])
                     if stalled:
                         status, reason = Health.FAILED, stalled
                 if status is Health.HEALTHY and sc is not None and sc.alarm:
