@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.conftest import require_services
 
@@ -170,25 +171,28 @@ def console_page(browser_page: Page, console_server: str) -> Page:
     return browser_page
 
 
-def choose(page: Page, label: str, option: str | re.Pattern[str], attempts: int = 5) -> None:
+def choose(page: Page, label: str, option: str | re.Pattern[str], attempts: int = 8) -> None:
     """Pick `option` in the Streamlit selectbox labelled `label`.
 
-    The dropdown closes when the page moves under it (an expander still opening, a live refresh above it), so
-    opening it is retried a bounded number of times, each with a short deadline.
+    The dropdown closes, and its options are rendered anew, when the page moves under it (an expander still
+    opening, a live refresh above it; often on a loaded machine), so opening it and clicking the option are
+    retried together a bounded number of times, each step with a short deadline, until the box shows `option`.
     """
     box = page.get_by_test_id("stSelectbox").filter(has_text=label)
     listbox = page.get_by_role("listbox", name=label)
+    combobox = page.get_by_role("combobox", name=label)
     for attempt in range(attempts):
-        box.click()
         try:
+            box.click()
             expect(listbox).to_be_visible(timeout=2_000)
-            break
-        except AssertionError:
+            listbox.get_by_role("option", name=option, exact=True).click(timeout=3_000)
+            expect(combobox).to_have_value(option, timeout=3_000)
+            return
+        except (AssertionError, PlaywrightTimeoutError):
             if attempt == attempts - 1:
                 raise
-            page.keyboard.press("Escape")
-    listbox.get_by_role("option", name=option, exact=True).click()
-    expect(page.get_by_role("combobox", name=label)).to_have_value(option)
+            if listbox.is_visible():
+                page.keyboard.press("Escape")
 
 
 def wait_for_app_run(page: Page, timeout_ms: float = 30_000) -> None:
