@@ -149,10 +149,15 @@ def encode(obs: Observation) -> str:
     with the more optimistic estimates (maximisation bias). Measured with `bench/rl_seeds.py` on cells not used
     to choose: 58 of 90 training-seed × held-out cells met every check, against 35 of 90 with the split.
     """
-    status = "failing" if obs.stage_status is Health.FAILED else "slow"
-    if obs.error_type not in (UNKNOWN, THROTTLED):
-        status = POOLED
-    return "|".join((obs.error_type, status, obs.queue_bucket))
+    return "|".join((obs.error_type, _status(obs.error_type, failing=obs.stage_status is Health.FAILED),
+                     obs.queue_bucket))
+
+
+def _status(error_type: str, *, failing: bool) -> str:
+    """The key's status part: failing / slow for an undiagnosed or throttled stage, else pooled."""
+    if error_type in (UNKNOWN, THROTTLED):
+        return "failing" if failing else "slow"
+    return POOLED
 
 
 STATE_FIELDS = ("error_type", "root_status", "warehouse_queue")
@@ -178,9 +183,9 @@ def upgrade_key(key: str) -> str:
     and slow hold ``schema_drift|failing|q-normal`` and ``schema_drift|slow|q-normal``: both become
     ``schema_drift|any|q-normal``. Any other key is returned unchanged."""
     parts = key.split("|")
-    if len(parts) == len(STATE_FIELDS) and parts[1] in ("failing", "slow") and parts[0] not in (UNKNOWN, THROTTLED):
-        return "|".join((parts[0], POOLED, parts[2]))
-    return key
+    if len(parts) != len(STATE_FIELDS) or parts[1] not in ("failing", "slow"):
+        return key
+    return "|".join((parts[0], _status(parts[0], failing=parts[1] == "failing"), parts[2]))
 
 
 def decode(key: str) -> dict[str, str]:

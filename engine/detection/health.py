@@ -27,9 +27,6 @@ class Limits:
     latency_s: tuple[tuple[Stage, float], ...] = (
         (Stage.SOURCE, 15.0), (Stage.ORCHESTRATOR, 60.0), (Stage.TRANSFORM, 300.0), (Stage.WAREHOUSE, 60.0))
 
-    def latency_for(self, stage: Stage) -> float:
-        return dict(self.latency_s)[stage]
-
     def checks(self) -> dict[Stage, tuple[tuple[str, float], ...]]:
         """Per stage, the (metric, limit) pairs a sample is held against, in reporting order."""
         latency = dict(self.latency_s)
@@ -118,10 +115,10 @@ def _stage_status(m: dict[str, float], event: tuple[str, str] | None,
                   checks: tuple[tuple[str, float], ...]) -> tuple[Health, str]:
     if event is not None and event[0] == "error":
         return Health.FAILED, event[1][:300]
-    over = [name for name, limit in checks if m.get(name, 0.0) >= limit]
+    over = [(name, limit) for name, limit in checks if m.get(name, 0.0) >= limit]
     if not over and event is None and m.get("error_count", 0.0) <= 0:
         return Health.HEALTHY, ""  # the common case: nothing to report
-    reasons = [f"{name}={m[name]:.0f} ≥ {limit:g}" for name, limit in checks if name in over]
+    reasons = [f"{name}={m[name]:.0f} ≥ {limit:g}" for name, limit in over]
     if m.get("error_count", 0.0) > 0:
         reasons.append(f"error_count={m['error_count']:.0f}")
     if event is not None:

@@ -187,7 +187,7 @@ def train(policy: QLearningPolicy, *, episodes: int, seed: int = 0, batch_size: 
             pool.shutdown(cancel_futures=True)
     if scored:
         best = min(range(len(scored)), key=lambda k: scored[k].score)  # the earliest of equal scores
-        policy.table = pending[best][0][2]
+        _seed, _episodes, policy.table, _params, _mark = pending[best][0]  # the scored table
         scored[best] = replace(scored[best], chosen=True)
     return TrainingRun(records[:episodes], time.perf_counter() - t0, batches, learned, scored)
 
