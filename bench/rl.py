@@ -23,8 +23,8 @@ import numpy as np
 from engine.decision.qlearning import QLearningPolicy
 from engine.feedback.bench import bench, run_policy
 from engine.feedback.curriculum import episode_scenario, write_sets
-from engine.feedback.summaries import bench_lines, checkpoint_lines, curve, curve_lines
-from engine.feedback.training import default_checkpoints, default_jobs, train
+from engine.feedback.summaries import attempt_lines, bench_lines, checkpoint_lines, curve, curve_lines
+from engine.feedback.training import DEFAULT_RESTARTS, default_checkpoints, default_jobs, train
 
 
 def _targets(res: dict[str, dict]) -> list[str]:
@@ -80,9 +80,11 @@ def main() -> None:
     sets = write_sets(out, count=args.count, seed=args.heldout_seed)
     agent = QLearningPolicy()
     run = train(agent, episodes=args.episodes, seed=args.seed, checkpoints=default_checkpoints(args.episodes),
-                jobs=default_jobs())
+                jobs=default_jobs(), restarts=DEFAULT_RESTARTS)
     print(f"trained {len(run.records)} episodes in {run.seconds:.1f} s (checkpoint scoring included); "
           f"{len(agent.table.values)} states, {len(agent.table)} Q-values (held-out sets in {out})")
+    if len(run.attempts) > 1:
+        print("\n".join(attempt_lines(run.attempts)))
     print("\n".join(checkpoint_lines(run.checkpoints)))
     print("learning curve, credentials_expired (no runbook rule), MTTR per 50 training episodes:")
     print("\n".join(curve_lines(run.records, kind="credentials_expired")))

@@ -1,10 +1,12 @@
 """How much the learner's result depends on its training seed: train one table per seed, score each on held-out sets.
 
-    python bench/rl_seeds.py [--seeds 0-9] [--heldout-seeds 1000,2000,3000] [--count 30] [--jobs 2] [--json OUT]
+    python bench/rl_seeds.py [--seeds 0-9] [--heldout-seeds 1000,2000,3000] [--count 30] [--restarts 2] [--jobs 2]
+                             [--json OUT]
 
 `bench/rl.py` scores one training seed on every family; this scores many seeds on the families whose checks
 compare against the runbook and the oracle (single, mixed, ambiguous), using the same `train` (1,000 episodes,
-default checkpoints) and `run_policy`. Per training seed × held-out seed ("cell") it prints Q-learning's MTTR per
+default checkpoints, a poor run trained again as `selfheal train` does; `--restarts 0`: one run per seed) and
+`run_policy`. Per training seed × held-out seed ("cell") it prints Q-learning's MTTR per
 family with ✗ where a check fails (single: ≤ rules and ≤ 1.3 × oracle; mixed and ambiguous: ≤ 0.7 × rules and
 ≤ 1.3 × oracle), then how many cells meet every check. Compare code versions on seeds and held-out sets that were
 not used to choose between them: cells a variant was tuned on flatter it. Prints numbers; not a test.
@@ -20,6 +22,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+
+from engine.feedback.training import DEFAULT_RESTARTS
 
 FAMILIES = ("single", "mixed", "ambiguous")
 EPISODES = 1000
@@ -37,19 +41,20 @@ def _baseline(job: tuple[str, str, int, int]) -> tuple[tuple[str, str, int], flo
     return (policy, family, heldout), _mean_mttr([run_policy(sc, policy) for sc in held_out(family, count, heldout)])
 
 
-def _seed(job: tuple[int, tuple[int, ...], int]) -> tuple[int, dict[tuple[str, int], float], float, list[float]]:
+def _seed(job: tuple[int, tuple[int, ...], int, int]
+          ) -> tuple[int, dict[tuple[str, int], float], float, list[float], list[dict]]:
     from engine.decision.qlearning import QLearningPolicy
     from engine.feedback.bench import run_policy
     from engine.feedback.curriculum import held_out
     from engine.feedback.training import default_checkpoints, train
 
-    seed, heldouts, count = job
+    seed, heldouts, count, restarts = job
     agent = QLearningPolicy()
-    run = train(agent, episodes=EPISODES, seed=seed, checkpoints=default_checkpoints(EPISODES))
+    run = train(agent, episodes=EPISODES, seed=seed, checkpoints=default_checkpoints(EPISODES), restarts=restarts)
     mttr = {(family, h): _mean_mttr([run_policy(sc, "qlearning", qtable_policy=agent, seed=seed)
                                      for sc in held_out(family, count, h)])
             for h in heldouts for family in FAMILIES}
-    return seed, mttr, run.seconds, [c.score for c in run.checkpoints]
+    return seed, mttr, run.seconds, [c.score for c in run.checkpoints], [a.to_dict() for a in run.attempts]
 
 
 def _limit(family: str, rules: float, oracle: float) -> float:
@@ -69,6 +74,9 @@ def main() -> None:
     ap.add_argument("--seeds", default="0-9", help="training seeds, e.g. 0-9 or 0,3,7")
     ap.add_argument("--heldout-seeds", default="1000,2000,3000", help="held-out set seeds")
     ap.add_argument("--count", type=int, default=30, help="scenarios per family and held-out set")
+    ap.add_argument("--restarts", type=int, default=DEFAULT_RESTARTS,
+                    help=f"train again with the next seed while the kept checkpoint scores poorly (default "
+                         f"{DEFAULT_RESTARTS}, as `selfheal train`)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="processes")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -84,14 +92,17 @@ def main() -> None:
         for h in heldouts:
             print(f"  held-out {h}: " + "; ".join(
                 f"{f} rules {base[('rules', f, h)]:.2f} oracle {base[('oracle', f, h)]:.2f}" for f in FAMILIES))
-        for seed, mttr, seconds, scores in pool.imap_unordered(_seed, [(s, heldouts, args.count) for s in seeds]):
+        jobs = [(s, heldouts, args.count, args.restarts) for s in seeds]
+        for seed, mttr, seconds, scores, attempts in pool.imap_unordered(_seed, jobs):
             for h in heldouts:
                 met = {f: mttr[(f, h)] <= _limit(f, base[("rules", f, h)], base[("oracle", f, h)]) for f in FAMILIES}
                 cells.append({"seed": seed, "heldout": h, "mttr": {f: round(mttr[(f, h)], 3) for f in FAMILIES},
-                              "met": met, "training_seconds": round(seconds, 1), "checkpoint_scores": scores})
+                              "met": met, "training_seconds": round(seconds, 1), "checkpoint_scores": scores,
+                              "attempts": attempts})
                 print(f"seed {seed:>3} held-out {h}: " + "  ".join(
                     f"{f} {mttr[(f, h)]:6.2f}{' ' if met[f] else '✗'}" for f in FAMILIES)
-                    + ("  all met" if all(met.values()) else "") + f"  (trained in {seconds:.0f} s)", flush=True)
+                    + ("  all met" if all(met.values()) else "") + f"  (trained in {seconds:.0f} s"
+                    + (f", {len(attempts)} runs" if len(attempts) > 1 else "") + ")", flush=True)
     n = len(cells)
     print(f"\n{sum(all(c['met'].values()) for c in cells)} of {n} cells meet every check; by family: "
           + ", ".join(f"{f} {sum(c['met'][f] for c in cells)} of {n}" for f in FAMILIES)

@@ -233,12 +233,15 @@ def train(
     jobs: Annotated[int | None, typer.Option(min=1, help="Processes: 2 scores checkpoints beside training (same "
                                                          "result, faster); default 2 where there are two cores.")]
     = None,
+    restarts: Annotated[int, typer.Option(min=0, help="Train again with the next seed (at most this many times) "
+                                                      "while the kept checkpoint scores above 1.1 × the oracle; "
+                                                      "the best run is kept (needs --select).")] = 2,
 ) -> None:
     """Train the Q-learning policy in the twin on generated scenarios; the table is saved in the store."""
     from datetime import UTC, datetime
 
     from engine.feedback import memory
-    from engine.feedback.summaries import checkpoint_lines, curve_lines
+    from engine.feedback.summaries import attempt_lines, checkpoint_lines, curve_lines, restart_line
     from engine.feedback.training import default_checkpoints, default_jobs
     from engine.feedback.training import train as run_training
     from engine.settings import load_settings
@@ -255,7 +258,8 @@ def train(
             run = run_training(agent, episodes=episodes, seed=seed,
                                checkpoints=default_checkpoints(episodes) if select else (),
                                progress=lambda done, _total: bar.update(task, completed=done),
-                               jobs=jobs or default_jobs())
+                               jobs=jobs or default_jobs(), restarts=restarts,
+                               on_restart=lambda a: err.print(restart_line(a), highlight=False))
         with db.transaction() as conn:
             memory.record_training(conn, agent, run, seed=seed, now=datetime.now(UTC))
     except SelfhealError as e:
@@ -267,6 +271,8 @@ def train(
     out.print(f"trained {len(run.records)} episodes in {run.seconds:.1f} s ({run.batches} batches); "
               f"{len(agent.table.values)} states, {len(agent.table)} state-action values; epsilon now "
               f"{agent.epsilon:.3f}", soft_wrap=True)
+    if len(run.attempts) > 1:
+        out.print("\n".join(attempt_lines(run.attempts)), highlight=False, markup=False)
     if run.checkpoints:
         out.print("checkpoints (greedy policy on training-side validation episodes):", highlight=False)
         out.print("\n".join(checkpoint_lines(run.checkpoints)), highlight=False, markup=False)
@@ -282,8 +288,11 @@ def bench_rl(
     episodes: Annotated[int, typer.Option(help="Training episodes on generated scenarios (never DIR).")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of training and of the policies' tie-breaking.")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the per-policy results here.")] = None,
+    *,
     jobs: Annotated[int | None, typer.Option(min=1, help="Processes for training (as `selfheal train --jobs`).")]
     = None,
+    restarts: Annotated[int, typer.Option(min=0, help="Training restarts after a poor run (as `selfheal train "
+                                                      "--restarts`).")] = 2,
 ) -> None:
     """Train Q-learning in the twin, then run qlearning, rules, manual, oracle (and none) on every file in DIR."""
     from engine.feedback.bench import bench
@@ -300,7 +309,8 @@ def bench_rl(
                     tasks[stage] = bar.add_task(stage, total=total)
                 bar.update(tasks[stage], completed=done)  # type: ignore[arg-type]
 
-            result = bench(scenarios, episodes=episodes, seed=seed, progress=progress, jobs=jobs or default_jobs())
+            result = bench(scenarios, episodes=episodes, seed=seed, progress=progress, jobs=jobs or default_jobs(),
+                           restarts=restarts)
     except SelfhealError as e:
         raise _fail(e) from e
     if json_out is not None:
@@ -308,7 +318,8 @@ def bench_rl(
         json_out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if "training" in result:
         t = result["training"]
-        out.print(f"trained {t['episodes']} episodes in {t['seconds']:g} s on generated scenarios")
+        runs = f" ({len(t['attempts'])} runs: poor ones trained again)" if len(t["attempts"]) > 1 else ""
+        out.print(f"trained {t['episodes']} episodes in {t['seconds']:g} s on generated scenarios{runs}")
     out.print(f"{result['files']} held-out scenario(s) in {result['scenarios']}")
     out.print("\n".join(bench_lines(result)), highlight=False, markup=False, soft_wrap=True)
 

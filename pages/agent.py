@@ -9,7 +9,7 @@ from plotly.subplots import make_subplots
 
 from console.services import runtime_or_stop
 from engine.errors import SelfhealError
-from engine.feedback.agent_view import AgentView, agent_view, checkpoint_frame
+from engine.feedback.agent_view import AgentView, agent_view, attempts_note, checkpoint_frame
 
 settings, runtime = runtime_or_stop()
 st.title(":material/psychology: Agent", anchor=False)
@@ -91,6 +91,8 @@ else:
         st.caption("Checkpoints: the greedy policy scored on training-side validation episodes (MTTR relative to "
                    "the oracle's, averaged over fault families; lower is better). The kept table is the best.")
         st.dataframe(checkpoints, hide_index=True, width="stretch", key="agent_checkpoints")
+    if note := attempts_note(t):
+        st.caption(note)
 
 st.subheader("Recent transitions", anchor=False)
 if view.transitions.empty:

@@ -16,6 +16,7 @@ from engine.decision.state import MinuteView, Observation, encode, observe
 from engine.execution.catalog import ACTIONS, available
 from engine.feedback import memory
 from engine.feedback.summaries import WINDOW
+from engine.feedback.training import POOR_SCORE
 from engine.model import Health, Incident, PipelineHealth, Stage, StageHealth
 from engine.store import decision_repo, repo
 from engine.store.db import Store
@@ -64,6 +65,17 @@ def curve_frame(training: dict[str, Any], window: int = WINDOW, horizon: float =
                                       mttr_minutes=("mttr", "mean"), episodes=("episode", "count"))
     out = out.reset_index(drop=True)
     return out.round(2)
+
+
+def attempts_note(training: dict[str, Any]) -> str | None:
+    """A sentence on the runs a training call made when a poor run was trained again (None: one run)."""
+    attempts = training.get("attempts") or []
+    if len(attempts) < 2:
+        return None
+    kept = next(a for a in attempts if a["kept"])
+    poor = ", ".join(f"seed {a['seed']} scored {a['score']:.3f}" for a in attempts if not a["kept"])
+    return (f"Trained {len(attempts)} times: {poor} (above {POOR_SCORE:g} × the oracle, a poor run), so training "
+            f"ran again with the next seed; kept seed {kept['seed']} ({kept['score']:.3f}).")
 
 
 def checkpoint_frame(training: dict[str, Any]) -> pd.DataFrame:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.feedback.training import Checkpoint, EpisodeRecord
+from engine.feedback.training import POOR_SCORE, Attempt, Checkpoint, EpisodeRecord
 
 WINDOW = 50
 
@@ -59,4 +59,21 @@ def checkpoint_lines(checkpoints: Sequence[Checkpoint]) -> list[str]:
     for c in checkpoints:
         lines.append(f"{c.episodes:>10} {c.score:>7.3f} " + " ".join(f"{c.mttr[f]:>10.1f}" for f in families)
                      + ("   ← kept" if c.chosen else ""))
+    return lines
+
+
+def restart_line(attempt: Attempt) -> str:
+    """What `selfheal train` says when a poor run is trained again."""
+    return (f"training run with seed {attempt.seed} kept a table scoring {attempt.score:.3f} × the oracle "
+            f"(above {POOR_SCORE:g}: such tables rarely meet the MTTR targets); training again with seed "
+            f"{attempt.seed + 1}")
+
+
+def attempt_lines(attempts: Sequence[Attempt]) -> list[str]:
+    """The training runs of one `train` call with restarts, the kept one marked."""
+    lines = [f"{len(attempts)} training runs (a run whose kept checkpoint scores above {POOR_SCORE:g} is trained "
+             "again with the next seed; the best is kept):"]
+    for a in attempts:
+        score = "-" if a.score is None else f"{a.score:.3f}"
+        lines.append(f"  seed {a.seed:>6}  score {score:>7}  {a.seconds:>6.1f} s" + ("   ← kept" if a.kept else ""))
     return lines

@@ -6,7 +6,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from engine.decision.qlearning import QLearningPolicy
-from engine.feedback import memory
+from engine.feedback import memory, training
 from engine.feedback.training import train
 from engine.service.runtime import EmbeddedRuntime
 
@@ -28,9 +28,11 @@ def test_without_a_q_table_the_page_says_how_to_train(runtime: EmbeddedRuntime):
     assert {m.label: m.value for m in at.metric}["Q-values learned"] == "0"
 
 
-def test_trained_table_curve_transitions_and_the_choice_for_an_open_incident(runtime: EmbeddedRuntime):
+def test_trained_table_curve_transitions_and_the_choice_for_an_open_incident(runtime: EmbeddedRuntime, monkeypatch):
+    monkeypatch.setattr(training, "POOR_SCORE", 0.0)  # every run counts as poor: trained twice, the better kept
     agent = QLearningPolicy()
-    run = train(agent, episodes=20, seed=1, batch_size=10, checkpoints=(10, 20), validation_episodes=4)
+    run = train(agent, episodes=20, seed=1, batch_size=10, checkpoints=(10, 20), validation_episodes=4, restarts=1)
+    assert [a.seed for a in run.attempts] == [1, 2]
     with runtime.store.transaction() as conn:
         memory.record_training(conn, agent, run, seed=1, keep=30, now=datetime.now(UTC))
     runtime.inject_fault("orders", "transform", "schema_drift")
@@ -49,6 +51,9 @@ def test_trained_table_curve_transitions_and_the_choice_for_an_open_incident(run
     scored = next(f for f in frames if "kept" in f.columns)
     assert scored["episodes"].tolist() == [10, 20] and scored["kept"].sum() == 1
     assert scored.loc[scored["kept"], "score"].item() == min(c.score for c in run.checkpoints)
+    kept, poor = sorted(run.attempts, key=lambda a: not a.kept)
+    note = next(c.value for c in at.caption if c.value.startswith("Trained 2 times"))
+    assert f"seed {poor.seed} scored {poor.score:.3f}" in note and f"kept seed {kept.seed} ({kept.score:.3f})" in note
 
 
 def test_the_router_lists_the_agent_page(runtime: EmbeddedRuntime):

@@ -135,6 +135,43 @@ def test_checkpoint_selection_keeps_the_best_scoring_table_and_is_deterministic(
     assert default_checkpoints(100) == () and default_checkpoints(1000) == (600, 700, 800, 900, 1000)
 
 
+def test_a_poor_run_is_trained_again_with_the_next_seed_and_the_best_run_is_kept(monkeypatch):
+    start = QTable()
+    start.set("network_failure|any|q-normal", ActionKind.RETRY_WITH_BACKOFF, 12.0, visits=40)  # a stored table
+    kwargs = dict(episodes=20, batch_size=10, checkpoints=(10, 20), validation_episodes=8)
+
+    def from_start() -> QLearningPolicy:
+        return QLearningPolicy(start.copy(), episodes=100)
+
+    # No run is poor: one run, the same table as without restarts.
+    monkeypatch.setattr(training, "POOR_SCORE", float("inf"))
+    plain, one = from_start(), from_start()
+    train(plain, seed=4, **kwargs)
+    run = train(one, seed=4, restarts=2, **kwargs)
+    assert [(a.seed, a.kept) for a in run.attempts] == [(4, True)] and one.table.values == plain.table.values
+
+    # Every run is poor: three runs, seeds 4, 5, 6, each from the same starting table, all validated on seed 4's
+    # episodes; the best-scoring one is kept, with its curve, checkpoints and table.
+    monkeypatch.setattr(training, "POOR_SCORE", 0.0)
+    heard: list[training.Attempt] = []
+    agent = from_start()
+    run = train(agent, seed=4, restarts=2, on_restart=heard.append, **kwargs)
+    assert [a.seed for a in run.attempts] == [4, 5, 6] and [a.seed for a in heard] == [4, 5]
+    scores = [a.score for a in run.attempts]
+    kept = scores.index(min(scores))
+    assert [a.kept for a in run.attempts] == [k == kept for k in range(3)]
+    assert run.seed == 4 + kept and run.chosen.score == min(scores)
+    assert run.seconds == pytest.approx(sum(a.seconds for a in run.attempts), abs=0.05)
+    alone = from_start()
+    alone_run = training._train_once(alone, seed=4 + kept, validation_seed=4, mix=None, weights=None, progress=None,
+                                     jobs=1, **kwargs)
+    assert alone_run.checkpoints == run.checkpoints and alone.table.values == agent.table.values
+    assert alone.episodes == agent.episodes < 100 + 2 * 20  # the kept run's episode count, not three runs'
+    assert Validation(4, episodes=8).score(agent, 20).score == run.chosen.score
+    with pytest.raises(ValueError, match="restarts"):
+        train(from_start(), seed=4, restarts=-1, **kwargs)
+
+
 def test_training_and_held_out_scenarios_never_share_a_twin_seed():
     rng = np.random.default_rng([0, 0x7EA1])
     train_seeds = {training_batch(rng, 4, k)[0].seed for k in range(20)}
