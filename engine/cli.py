@@ -268,7 +268,8 @@ def train(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(run.summary(seed=seed, episodes_total=agent.episodes), indent=1) + "\n",
                             encoding="utf-8")
-    out.print(f"trained {len(run.records)} episodes in {run.seconds:.1f} s ({run.batches} batches); "
+    runs = f" × {len(run.attempts)} runs" if len(run.attempts) > 1 else ""
+    out.print(f"trained {len(run.records)} episodes{runs} in {run.seconds:.1f} s ({run.batches} batches); "
               f"{len(agent.table.values)} states, {len(agent.table)} state-action values; epsilon now "
               f"{agent.epsilon:.3f}", soft_wrap=True)
     if len(run.attempts) > 1:
