@@ -108,6 +108,11 @@ class Attempt:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def of(cls, run: TrainingRun, *, kept: bool = False) -> Attempt:
+        return cls(run.seed if run.seed is not None else 0, None if run.chosen is None else run.chosen.score,
+                   round(run.seconds, 2), kept)
+
 
 KEEP_LEARNED = 2000
 DEFAULT_RESTARTS = 2  # `selfheal train`'s and the bench's: at most three runs
@@ -195,11 +200,10 @@ def train(policy: QLearningPolicy, *, episodes: int, seed: int = 0, batch_size: 
         if run.chosen is None or run.chosen.score <= POOR_SCORE:
             break
         if attempt < restarts and on_restart is not None:
-            on_restart(Attempt(run.seed or 0, run.chosen.score, round(run.seconds, 2)))
+            on_restart(Attempt.of(run))
     best = min(range(len(runs)), key=lambda k: _kept_score(runs[k][0]))  # the earliest of equal scores
     run, policy.table, policy.episodes = runs[best]
-    attempts = [Attempt(r.seed or 0, None if r.chosen is None else r.chosen.score, round(r.seconds, 2), kept=k == best)
-                for k, (r, _t, _e) in enumerate(runs)]
+    attempts = [Attempt.of(r, kept=k == best) for k, (r, _t, _e) in enumerate(runs)]
     return replace(run, seconds=sum(r.seconds for r, _t, _e in runs), attempts=attempts)
 
 
