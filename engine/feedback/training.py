@@ -190,17 +190,21 @@ def train(policy: QLearningPolicy, *, episodes: int, seed: int = 0, batch_size: 
         raise ValueError("episodes, batch_size and jobs must be at least 1, restarts at least 0")
     start_table, start_episodes = policy.table.copy(), policy.episodes
     runs: list[tuple[TrainingRun, QTable, int]] = []
-    for attempt in range(restarts + 1):
-        if attempt:
-            policy.table, policy.episodes = start_table.copy(), start_episodes
-        run = _train_once(policy, episodes=episodes, seed=seed + attempt, validation_seed=seed,
-                          batch_size=batch_size, mix=mix, weights=weights, progress=progress,
-                          checkpoints=checkpoints, validation_episodes=validation_episodes, jobs=jobs)
-        runs.append((run, policy.table, policy.episodes))
-        if run.chosen is None or run.chosen.score <= POOR_SCORE:
-            break
-        if attempt < restarts and on_restart is not None:
-            on_restart(Attempt.of(run))
+    scorer = _Scorer(seed, validation_episodes, jobs) if any(0 < c <= episodes for c in checkpoints) else None
+    try:
+        for attempt in range(restarts + 1):
+            if attempt:
+                policy.table, policy.episodes = start_table.copy(), start_episodes
+            run = _train_once(policy, episodes=episodes, seed=seed + attempt, batch_size=batch_size, mix=mix,
+                              weights=weights, progress=progress, checkpoints=checkpoints, scorer=scorer)
+            runs.append((run, policy.table, policy.episodes))
+            if run.chosen is None or run.chosen.score <= POOR_SCORE:
+                break
+            if attempt < restarts and on_restart is not None:
+                on_restart(Attempt.of(run))
+    finally:
+        if scorer is not None:
+            scorer.close()
     best = min(range(len(runs)), key=lambda k: _kept_score(runs[k][0]))  # the earliest of equal scores
     run, policy.table, policy.episodes = runs[best]
     attempts = [Attempt.of(r, kept=k == best) for k, (r, _t, _e) in enumerate(runs)]
@@ -211,39 +215,56 @@ def _kept_score(run: TrainingRun) -> float:
     return float("inf") if run.chosen is None else run.chosen.score
 
 
-def _train_once(policy: QLearningPolicy, *, episodes: int, seed: int, validation_seed: int, batch_size: int,
+class _Scorer:
+    """Scores checkpoints on the validation set of one `train` call: in a spawned process while training goes
+    on (`jobs` > 1), else here. Restarts share it, and so the scoring process and its validation set."""
+
+    def __init__(self, seed: int, episodes: int, jobs: int) -> None:
+        self.args = (seed, episodes)
+        self.pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) if jobs > 1 else None
+        self.validation: Validation | None = None
+
+    def submit(self, policy: QLearningPolicy, mark: int) -> tuple[tuple, Future[Checkpoint] | Checkpoint]:
+        """The scoring job's arguments and its score (or the future of it)."""
+        job = (*self.args, policy.table.copy(), policy.params, mark)
+        if self.pool is not None:
+            try:
+                return job, self.pool.submit(_score_in_worker, *job)
+            except BrokenProcessPool:
+                pass  # the scoring process died earlier: score here from now on
+        if self.validation is None:
+            self.validation = Validation(*self.args)
+        return job, self.validation.score(policy, mark)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
+def _train_once(policy: QLearningPolicy, *, episodes: int, seed: int, batch_size: int,
                 mix: dict[str, float] | None, weights: RewardWeights | None,
                 progress: Callable[[int, int], None] | None, checkpoints: Sequence[int],
-                validation_episodes: int, jobs: int) -> TrainingRun:
-    marks = sorted({c for c in checkpoints if 0 < c <= episodes})
-    pool = (ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) if marks and jobs > 1
-            else None)
-    validation = Validation(validation_seed, validation_episodes) if marks and pool is None else None
+                scorer: _Scorer | None) -> TrainingRun:
+    marks = sorted({c for c in checkpoints if 0 < c <= episodes}) if scorer is not None else []
     pending: list[tuple[tuple, Future[Checkpoint] | Checkpoint]] = []  # (scoring job's arguments, its score)
     rng = np.random.default_rng([seed, 0x7EA1])
     records: list[EpisodeRecord] = []
     learned: list[Learned] = []
     t0 = time.perf_counter()
     batches = 0
-    try:
-        while len(records) < episodes:
-            size = min(batch_size, episodes - len(records))
-            scenario, families = training_batch(rng, size, batches, mix or TRAINING_MIX)
-            arena = Arena(Twin.from_scenario(scenario), policy, rng=np.random.default_rng([seed, 1, batches]),
-                          weights=weights or RewardWeights())
-            records.extend(_run_batch(arena, scenario.duration_minutes, families, policy, len(records)))
-            learned = (learned + arena.log.learned)[-KEEP_LEARNED:]
-            batches += 1
-            while marks and len(records) >= marks[0]:
-                job = (validation_seed, validation_episodes, policy.table.copy(), policy.params, marks.pop(0))
-                pending.append((job, validation.score(policy, job[-1]) if validation is not None else
-                                pool.submit(_score_in_worker, *job)))
-            if progress:
-                progress(len(records), episodes)
-        scored = [_result(point, job) for job, point in pending]
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    while len(records) < episodes:
+        size = min(batch_size, episodes - len(records))
+        scenario, families = training_batch(rng, size, batches, mix or TRAINING_MIX)
+        arena = Arena(Twin.from_scenario(scenario), policy, rng=np.random.default_rng([seed, 1, batches]),
+                      weights=weights or RewardWeights())
+        records.extend(_run_batch(arena, scenario.duration_minutes, families, policy, len(records)))
+        learned = (learned + arena.log.learned)[-KEEP_LEARNED:]
+        batches += 1
+        while scorer is not None and marks and len(records) >= marks[0]:
+            pending.append(scorer.submit(policy, marks.pop(0)))
+        if progress:
+            progress(len(records), episodes)
+    scored = [_result(point, job) for job, point in pending]
     if scored:
         best = min(range(len(scored)), key=lambda k: scored[k].score)  # the earliest of equal scores
         _seed, _episodes, policy.table, _params, _mark = pending[best][0]  # the scored table

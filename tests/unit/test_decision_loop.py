@@ -163,11 +163,16 @@ def test_a_poor_run_is_trained_again_with_the_next_seed_and_the_best_run_is_kept
     assert run.seed == 4 + kept and run.chosen.score == min(scores)
     assert run.seconds == pytest.approx(sum(a.seconds for a in run.attempts), abs=0.05)
     alone = from_start()
-    alone_run = training._train_once(alone, seed=4 + kept, validation_seed=4, mix=None, weights=None, progress=None,
-                                     jobs=1, **kwargs)
+    alone_run = training._train_once(alone, episodes=20, seed=4 + kept, batch_size=10, mix=None, weights=None,
+                                     progress=None, checkpoints=(10, 20), scorer=training._Scorer(4, 8, jobs=1))
     assert alone_run.checkpoints == run.checkpoints and alone.table.values == agent.table.values
     assert alone.episodes == agent.episodes < 100 + 2 * 20  # the kept run's episode count, not three runs'
     assert Validation(4, episodes=8).score(agent, 20).score == run.chosen.score
+    # Scored in one spawned process shared by the three runs: the same runs, scores and kept table.
+    beside = from_start()
+    shared = train(beside, seed=4, restarts=2, jobs=2, **kwargs)
+    assert [(a.seed, a.score, a.kept) for a in shared.attempts] == [(a.seed, a.score, a.kept) for a in run.attempts]
+    assert beside.table.values == agent.table.values
     with pytest.raises(ValueError, match="restarts"):
         train(from_start(), seed=4, restarts=-1, **kwargs)
 
