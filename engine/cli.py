@@ -236,6 +236,9 @@ def train(
     restarts: Annotated[int, typer.Option(min=0, help="Train again with the next seed (at most this many times) "
                                                       "while the kept checkpoint scores above 1.1 × the oracle; "
                                                       "the best run is kept (needs --select).")] = 2,
+    members: Annotated[int, typer.Option(min=1, help="Learners trained side by side on their own scenario streams "
+                                                     "(--episodes each), their tables averaged: a table that "
+                                                     "depends less on the seed. 1: one learner.")] = 2,
 ) -> None:
     """Train the Q-learning policy in the twin on generated scenarios; the table is saved in the store."""
     from datetime import UTC, datetime
@@ -254,11 +257,11 @@ def train(
             agent = type(agent)(params=agent.params)
         with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} episodes"),
                       TimeRemainingColumn(), console=err, transient=True) as bar:
-            task = bar.add_task("train", total=episodes)
+            task = bar.add_task("train", total=episodes * members)
             run = run_training(agent, episodes=episodes, seed=seed,
                                checkpoints=default_checkpoints(episodes) if select else (),
                                progress=lambda done, _total: bar.update(task, completed=done),
-                               jobs=jobs or default_jobs(), restarts=restarts,
+                               jobs=jobs or default_jobs(), restarts=restarts, members=members,
                                on_restart=lambda a: err.print(restart_line(a), highlight=False))
         with db.transaction() as conn:
             memory.record_training(conn, agent, run, seed=seed, now=datetime.now(UTC))
@@ -268,16 +271,17 @@ def train(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(run.summary(seed=seed, episodes_total=agent.episodes), indent=1) + "\n",
                             encoding="utf-8")
-    runs = f" × {len(run.attempts)} runs" if len(run.attempts) > 1 else ""
-    out.print(f"trained {len(run.records)} episodes{runs} in {run.seconds:.1f} s ({run.batches} batches); "
+    runs = (f" × {members} learners, averaged" if members > 1
+            else f" × {len(run.attempts)} runs" if len(run.attempts) > 1 else "")
+    out.print(f"trained {len(run.records)} episodes{runs} in {run.seconds:.1f} s ({run.batches} batches each); "
               f"{len(agent.table.values)} states, {len(agent.table)} state-action values; epsilon now "
               f"{agent.epsilon:.3f}", soft_wrap=True)
     if len(run.attempts) > 1:
         out.print("\n".join(attempt_lines(run.attempts)), highlight=False, markup=False)
     if run.checkpoints:
         out.print("checkpoints (greedy policy on training-side validation episodes):", highlight=False)
-        out.print("\n".join(checkpoint_lines(run.checkpoints)), highlight=False, markup=False)
-    out.print("learning curve, all episodes:", highlight=False)
+        out.print("\n".join(checkpoint_lines(run.checkpoints, run.ensemble)), highlight=False, markup=False)
+    out.print("learning curve, all episodes" + (" (learner 0)" if members > 1 else "") + ":", highlight=False)
     out.print("\n".join(curve_lines(run.records)), highlight=False, markup=False)
     out.print("learning curve, credentials_expired (no runbook rule):", highlight=False)
     out.print("\n".join(curve_lines(run.records, kind="credentials_expired")), highlight=False, markup=False)
@@ -294,6 +298,7 @@ def bench_rl(
     = None,
     restarts: Annotated[int, typer.Option(min=0, help="Training restarts after a poor run (as `selfheal train "
                                                       "--restarts`).")] = 2,
+    members: Annotated[int, typer.Option(min=1, help="Learners averaged (as `selfheal train --members`).")] = 2,
 ) -> None:
     """Train Q-learning in the twin, then run qlearning, rules, manual, oracle (and none) on every file in DIR."""
     from engine.feedback.bench import bench
@@ -311,7 +316,7 @@ def bench_rl(
                 bar.update(tasks[stage], completed=done)  # type: ignore[arg-type]
 
             result = bench(scenarios, episodes=episodes, seed=seed, progress=progress, jobs=jobs or default_jobs(),
-                           restarts=restarts)
+                           restarts=restarts, members=members)
     except SelfhealError as e:
         raise _fail(e) from e
     if json_out is not None:
@@ -319,8 +324,9 @@ def bench_rl(
         json_out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if "training" in result:
         t = result["training"]
-        runs = f" ({len(t['attempts'])} runs: poor ones trained again)" if len(t["attempts"]) > 1 else ""
-        out.print(f"trained {t['episodes']} episodes in {t['seconds']:g} s on generated scenarios{runs}")
+        runs = f" ({len(t['attempts'])} runs: poor ones trained again)" if len(t["attempts"]) > members else ""
+        each = f" × {members} learners, averaged" if members > 1 else ""
+        out.print(f"trained {t['episodes']} episodes{each} in {t['seconds']:g} s on generated scenarios{runs}")
     out.print(f"{result['files']} held-out scenario(s) in {result['scenarios']}")
     out.print("\n".join(bench_lines(result)), highlight=False, markup=False, soft_wrap=True)
 

@@ -83,6 +83,23 @@ class QTable:
         return out
 
 
+def mean_table(tables: Sequence[QTable]) -> QTable:
+    """The mean of independently trained tables: each pair's value averaged over the tables that tried it (an
+    untried pair's 0 is no estimate), its visits summed. Averaging K learners' estimates divides the variance of
+    their noise by K, where one learner's near-equal values are reordered by a few unlucky updates."""
+    if not tables:
+        raise ValueError("no tables to average")
+    out = QTable()
+    pairs = sorted({(s, a.value) for t in tables for s, row in t.values.items() for a in row})
+    for state, name in pairs:
+        action = ActionKind(name)
+        have = [t for t in tables if action in t.values.get(state, {})]
+        tried = [t for t in have if t.n(state, action) > 0] or have
+        out.set(state, action, float(np.mean([t.q(state, action) for t in tried])),
+                visits=sum(t.n(state, action) for t in have))
+    return out
+
+
 def q_update(q: float, reward: float, next_max: float, *, alpha: float, gamma: float, done: bool,
              minutes: int = 1) -> float:
     """One (semi-Markov) Q-learning step: Q ← Q + α (r + γ^k max Q(s′) − Q) for a step that lasted k minutes,

@@ -67,15 +67,31 @@ def curve_frame(training: dict[str, Any], window: int = WINDOW, horizon: float =
     return out.round(2)
 
 
+def learners(training: dict[str, Any]) -> int:
+    """How many learners the last training run averaged (1 for a run stored before there could be more)."""
+    return 1 + max((a.get("member", 0) for a in training.get("attempts") or []), default=0)
+
+
 def attempts_note(training: dict[str, Any]) -> str | None:
-    """A sentence on the runs a training call made when a poor run was trained again (None: one run)."""
+    """Sentences on the learners a training call averaged and the poor runs it trained again (None: one run)."""
     attempts = training.get("attempts") or []
-    if len(attempts) < 2:
-        return None
-    kept = next(a for a in attempts if a["kept"])
-    poor = ", ".join(f"seed {a['seed']} scored {a['score']:.3f}" for a in attempts if not a["kept"])
-    return (f"Trained {len(attempts)} times: {poor} (above {POOR_SCORE:g} × the oracle, a poor run), so training "
-            f"ran again with the next seed; kept seed {kept['seed']} ({kept['score']:.3f}).")
+    several = learners(training)
+    notes = []
+    if several > 1:
+        ensemble = training.get("ensemble")
+        notes.append(f"{several} learners trained side by side on their own scenario streams; the table in use is "
+                     "the mean of their kept tables" + (f" (it scores {ensemble['score']:.3f})" if ensemble else "")
+                     + ".")
+    for member in range(several):
+        mine = [a for a in attempts if a.get("member", 0) == member]
+        if len(mine) < 2:
+            continue
+        kept = next(a for a in mine if a["kept"])
+        poor = ", ".join(f"seed {a['seed']} scored {a['score']:.3f}" for a in mine if not a["kept"])
+        notes.append(f"{f'Learner {member} trained' if several > 1 else 'Trained'} {len(mine)} times: {poor} "
+                     f"(above {POOR_SCORE:g} × the oracle, a poor run), so training ran again with the next seed; "
+                     f"kept seed {kept['seed']} ({kept['score']:.3f}).")
+    return " ".join(notes) or None
 
 
 def checkpoint_frame(training: dict[str, Any]) -> pd.DataFrame:
@@ -83,8 +99,14 @@ def checkpoint_frame(training: dict[str, Any]) -> pd.DataFrame:
     rows = training.get("checkpoints") or []
     if not rows:
         return pd.DataFrame(columns=["episodes", "score", "kept"])
-    return pd.DataFrame([{"episodes": r["episodes"], "score": r["score"], "kept": r["chosen"],
-                          **{f"{k} MTTR": v for k, v in r["mttr"].items()}} for r in rows])
+    several = learners(training) > 1
+    out = [{**({"learner": str(r.get("member", 0))} if several else {}), "episodes": r["episodes"],
+            "score": r["score"], "kept": r["chosen"], **{f"{k} MTTR": v for k, v in r["mttr"].items()}}
+           for r in rows]
+    if several and (ensemble := training.get("ensemble")):
+        out.append({"learner": "mean", "episodes": ensemble["episodes"], "score": ensemble["score"], "kept": True,
+                    **{f"{k} MTTR": v for k, v in ensemble["mttr"].items()}})
+    return pd.DataFrame(out)
 
 
 def _view_of(store: Store, incident: Incident) -> MinuteView | None:

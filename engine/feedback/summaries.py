@@ -49,31 +49,43 @@ def bench_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def checkpoint_lines(checkpoints: Sequence[Checkpoint]) -> list[str]:
-    """The checkpoints training scored on its validation episodes, the kept one marked."""
+def checkpoint_lines(checkpoints: Sequence[Checkpoint], ensemble: Checkpoint | None = None) -> list[str]:
+    """The checkpoints training scored on its validation episodes, each learner's kept one marked (with
+    several learners, a member column and the averaged table's score last)."""
     if not checkpoints:
         return ["no checkpoints scored (the final table is kept)"]
     families = list(checkpoints[0].mttr)
+    several = any(c.member for c in checkpoints)
+    member = (lambda c: f"{c.member:>7} ") if several else (lambda c: "")
     lines = ["score: MTTR / the oracle's on the same episodes, mean over families (lower is better); MTTR in min",
-             f"{'checkpoint':>10} {'score':>7} " + " ".join(f"{f:>10}" for f in families)]
+             ("learner " if several else "") + f"{'checkpoint':>10} {'score':>7} "
+             + " ".join(f"{f:>10}" for f in families)]
     for c in checkpoints:
-        lines.append(f"{c.episodes:>10} {c.score:>7.3f} " + " ".join(f"{c.mttr[f]:>10.1f}" for f in families)
-                     + ("   ← kept" if c.chosen else ""))
+        lines.append(member(c) + f"{c.episodes:>10} {c.score:>7.3f} "
+                     + " ".join(f"{c.mttr[f]:>10.1f}" for f in families) + ("   ← kept" if c.chosen else ""))
+    if ensemble is not None:
+        lines.append(("   mean " if several else "") + f"{'averaged':>10} {ensemble.score:>7.3f} "
+                     + " ".join(f"{ensemble.mttr[f]:>10.1f}" for f in families) + "   ← the table used")
     return lines
 
 
 def restart_line(attempt: Attempt) -> str:
     """What `selfheal train` says when a poor run is trained again."""
-    return (f"training run with seed {attempt.seed} kept a table scoring {attempt.score:.3f} × the oracle "
+    who = f"learner {attempt.member}'s " if attempt.member else ""
+    return (f"{who}training run with seed {attempt.seed} kept a table scoring {attempt.score:.3f} × the oracle "
             f"(above {POOR_SCORE:g}: such tables rarely meet the MTTR targets); training again with seed "
             f"{attempt.seed + 1}")
 
 
 def attempt_lines(attempts: Sequence[Attempt]) -> list[str]:
-    """The training runs of one `train` call with restarts, the kept one marked."""
-    lines = [f"{len(attempts)} training runs (a run whose kept checkpoint scores above {POOR_SCORE:g} is trained "
-             "again with the next seed; the best is kept):"]
+    """The training runs of one `train` call (with restarts or several learners), each learner's kept one marked."""
+    several = any(a.member for a in attempts)
+    lines = [f"{len(attempts)} training runs" + (f" by {1 + max(a.member for a in attempts)} learners, averaged"
+                                                 if several else "")
+             + f" (a run whose kept checkpoint scores above {POOR_SCORE:g} is trained again with the next seed; "
+             "the best is kept):"]
     for a in attempts:
         score = "-" if a.score is None else f"{a.score:.3f}"
-        lines.append(f"  seed {a.seed:>6}  score {score:>7}  {a.seconds:>6.1f} s" + ("   ← kept" if a.kept else ""))
+        lines.append(("  learner " + f"{a.member}" if several else "") + f"  seed {a.seed:>6}  score {score:>7}  "
+                     f"{a.seconds:>6.1f} s" + ("   ← kept" if a.kept else ""))
     return lines

@@ -17,6 +17,13 @@ Restarts: the kept checkpoint's score says whether the run went well. Measured a
 `POOR_SCORE` met every MTTR check on 3 of 33 held-out sets, the others on 59 of 87. With `restarts`, such a run is
 repeated from the same starting table with the next training seed (validated on the same episodes), up to
 `restarts` times, and the best-scoring run is kept.
+
+Members: what a tabular learner ends with depends on its seed (near-equal Q-values reordered by a few unlucky
+updates). With `members`, that many learners train the same number of episodes each from the same starting
+table on their own scenario streams (member 0 on the seed's own, so its table is a lone run's), each with its
+own checkpoints and restarts, and the policy ends with the mean of their kept tables (`mean_table`): the noise
+of independent estimates averages out, a real difference between two actions does not. `selfheal train` uses
+`DEFAULT_MEMBERS`; measured in `README.md` (Decision).
 """
 
 from __future__ import annotations
@@ -28,11 +35,13 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
+from queue import Empty
+from typing import Any
 
 import numpy as np
 
 from engine.decision.policy import Policy
-from engine.decision.qlearning import QLearningPolicy, QParams, QTable
+from engine.decision.qlearning import QLearningPolicy, QParams, QTable, mean_table
 from engine.feedback.arena import Arena
 from engine.feedback.curriculum import HORIZON, TRAINING_MIX, training_batch
 from engine.feedback.evaluate import recovery_minutes
@@ -68,6 +77,7 @@ class Checkpoint:
     score: float  # mean over families of (policy MTTR / oracle MTTR) on the validation episodes; lower is better
     mttr: dict[str, float]  # per family, the policy's mean MTTR (minutes; an unrecovered episode counts HORIZON)
     chosen: bool = False
+    member: int = 0  # the learner it belongs to (see Members); the averaged table's score: `TrainingRun.ensemble`
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,6 +92,8 @@ class TrainingRun:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     seed: int | None = None  # the training seed of this run (the next seeds for restarts)
     attempts: list[Attempt] = field(default_factory=list)  # every run trained, the kept one marked
+    member: int = 0  # the learner it belongs to (see Members)
+    ensemble: Checkpoint | None = None  # with members: the averaged table's validation score
 
     @property
     def chosen(self) -> Checkpoint | None:
@@ -93,7 +105,9 @@ class TrainingRun:
                 "episodes_total": episodes_total, "seconds": round(self.seconds, 2), "batches": self.batches,
                 "curve": [r.to_dict() for r in self.records],
                 "checkpoints": [c.to_dict() for c in self.checkpoints],
-                "attempts": [a.to_dict() for a in self.attempts]}
+                "attempts": [a.to_dict() for a in self.attempts],
+                "members": 1 + max((a.member for a in self.attempts), default=0),
+                "ensemble": None if self.ensemble is None else self.ensemble.to_dict()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +117,8 @@ class Attempt:
     seed: int
     score: float | None
     seconds: float
-    kept: bool = False
+    kept: bool = False  # the run its learner kept
+    member: int = 0  # the learner (see Members)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,11 +126,12 @@ class Attempt:
     @classmethod
     def of(cls, run: TrainingRun, *, kept: bool = False) -> Attempt:
         return cls(run.seed if run.seed is not None else 0, None if run.chosen is None else run.chosen.score,
-                   round(run.seconds, 2), kept)
+                   round(run.seconds, 2), kept, run.member)
 
 
 KEEP_LEARNED = 2000
 DEFAULT_RESTARTS = 2  # `selfheal train`'s and the bench's: at most three runs
+DEFAULT_MEMBERS = 2  # `selfheal train`'s and the bench's: two learners averaged, see Members
 POOR_SCORE = 1.1  # a kept checkpoint scoring above this (MTTR × the oracle's) marks a poor run: see Restarts
 VALIDATION_FAMILIES = ("single", "mixed", "ambiguous", "novel")
 VALIDATION_EPISODES = 120  # spread equally over VALIDATION_FAMILIES
@@ -179,36 +195,178 @@ def train(policy: QLearningPolicy, *, episodes: int, seed: int = 0, batch_size: 
           mix: dict[str, float] | None = None, weights: RewardWeights | None = None,
           progress: Callable[[int, int], None] | None = None,
           checkpoints: Sequence[int] = (), validation_episodes: int = VALIDATION_EPISODES,
-          jobs: int = 1, restarts: int = 0, on_restart: Callable[[Attempt], None] | None = None) -> TrainingRun:
+          jobs: int = 1, restarts: int = 0, on_restart: Callable[[Attempt], None] | None = None,
+          members: int = 1) -> TrainingRun:
     """Train `policy` for `episodes` episodes (its table is updated in place). With `checkpoints` (episode
     counts, e.g. `default_checkpoints(episodes)`), the policy ends with the table of the best-scoring one;
     with `jobs` > 1 they are scored in another process while training continues (identical results). With
     `restarts` (and checkpoints), a run whose kept checkpoint scores above `POOR_SCORE` is trained again from
     the same starting table with the next seed, at most `restarts` times; the best run is kept (`on_restart`
-    hears of each poor run before the next starts). The returned run's `seconds` add up every attempt."""
-    if episodes < 1 or batch_size < 1 or jobs < 1 or restarts < 0:
-        raise ValueError("episodes, batch_size and jobs must be at least 1, restarts at least 0")
+    hears of each poor run before the next starts). The returned run's `seconds` add up every attempt.
+
+    With `members` > 1 (see Members), that many learners train `episodes` episodes each from the same starting
+    table, member 0 on `seed`'s stream (a lone run's), each with its own checkpoints and restarts, and the
+    policy ends with the mean of their kept tables, scored on the validation episodes (`ensemble`). The run
+    returned is member 0's, with every member's attempts and checkpoints; `seconds` is the wall time. With
+    `jobs` > 1 the other members train in other processes (`progress` counts every member's episodes)."""
+    if episodes < 1 or batch_size < 1 or jobs < 1 or restarts < 0 or members < 1:
+        raise ValueError("episodes, batch_size, jobs and members must be at least 1, restarts at least 0")
+    spec = _Spec(episodes, seed, batch_size, mix, weights, tuple(checkpoints), validation_episodes, restarts)
+    if members == 1:
+        scorer = spec.scorer(jobs)
+        try:
+            return _train_member(policy, spec, 0, scorer, progress=progress, on_restart=on_restart)
+        finally:
+            if scorer is not None:
+                scorer.close()
+    crew = _Crew(members, episodes, jobs, progress, on_restart)
+    try:
+        return _train_members(policy, spec, members, crew)
+    finally:
+        crew.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """What every member of one `train` call shares."""
+
+    episodes: int
+    seed: int
+    batch_size: int
+    mix: dict[str, float] | None
+    weights: RewardWeights | None
+    checkpoints: tuple[int, ...]
+    validation_episodes: int
+    restarts: int
+
+    def scorer(self, jobs: int) -> _Scorer | None:
+        if not any(0 < c <= self.episodes for c in self.checkpoints):
+            return None
+        return _Scorer(self.seed, self.validation_episodes, jobs)
+
+
+def _train_member(policy: QLearningPolicy, spec: _Spec, member: int, scorer: _Scorer | None, *,
+                  progress: Callable[[int, int], None] | None,
+                  on_restart: Callable[[Attempt], None] | None = None) -> TrainingRun:
+    """One learner: a run, trained again while poor (`spec.restarts`), the best run kept."""
     start_table, start_episodes = policy.table.copy(), policy.episodes
     runs: list[tuple[TrainingRun, QTable, int]] = []
-    scorer = _Scorer(seed, validation_episodes, jobs) if any(0 < c <= episodes for c in checkpoints) else None
-    try:
-        for attempt in range(restarts + 1):
-            if attempt:
-                policy.table, policy.episodes = start_table.copy(), start_episodes
-            run = _train_once(policy, episodes=episodes, seed=seed + attempt, batch_size=batch_size, mix=mix,
-                              weights=weights, progress=progress, checkpoints=checkpoints, scorer=scorer)
-            runs.append((run, policy.table, policy.episodes))
-            if run.chosen is None or run.chosen.score <= POOR_SCORE:
-                break
-            if attempt < restarts and on_restart is not None:
-                on_restart(Attempt.of(run))
-    finally:
-        if scorer is not None:
-            scorer.close()
+    for attempt in range(spec.restarts + 1):
+        if attempt:
+            policy.table, policy.episodes = start_table.copy(), start_episodes
+        run = _train_once(policy, episodes=spec.episodes, seed=spec.seed + attempt, batch_size=spec.batch_size,
+                          mix=spec.mix, weights=spec.weights, progress=progress, checkpoints=spec.checkpoints,
+                          scorer=scorer, member=member)
+        runs.append((run, policy.table, policy.episodes))
+        if run.chosen is None or run.chosen.score <= POOR_SCORE:
+            break
+        if attempt < spec.restarts and on_restart is not None:
+            on_restart(Attempt.of(run))
     best = min(range(len(runs)), key=lambda k: _kept_score(runs[k][0]))  # the earliest of equal scores
     run, policy.table, policy.episodes = runs[best]
     attempts = [Attempt.of(r, kept=k == best) for k, (r, _t, _e) in enumerate(runs)]
     return replace(run, seconds=sum(r.seconds for r, _t, _e in runs), attempts=attempts)
+
+
+def _train_members(policy: QLearningPolicy, spec: _Spec, members: int, crew: _Crew) -> TrainingRun:
+    """`members` learners from the policy's table, averaged (see Members): member 0 here, the others in the
+    crew's spawned processes (each scoring its own checkpoints), or one after another here without them."""
+    t0 = time.perf_counter()
+    start_table, start_episodes = policy.table.copy(), policy.episodes
+    others = range(1, members)
+    futures = {m: crew.pool.submit(_member_in_worker, spec, m, start_table, policy.params, start_episodes)
+               for m in others} if crew.pool is not None else {}
+    scorer = spec.scorer(1)  # here: another core trains the next member
+    try:
+        first = _train_member(policy, spec, 0, scorer, progress=crew.report(0), on_restart=crew.on_restart)
+        results = {0: (first, policy.table)}
+        results |= crew.wait(futures)
+        for m in sorted(set(others) - set(results)):  # its process died: train it here after all
+            learner = QLearningPolicy(start_table.copy(), policy.params, episodes=start_episodes)
+            results[m] = (_train_member(learner, spec, m, scorer, progress=crew.report(m),
+                                        on_restart=crew.on_restart), learner.table)
+        policy.table = mean_table([results[m][1] for m in range(members)])
+        policy.episodes = start_episodes + spec.episodes
+        ensemble = None
+        if scorer is not None:
+            job, point = scorer.submit(policy, spec.episodes)
+            ensemble = _result(point, job)
+    finally:
+        if scorer is not None:
+            scorer.close()
+    runs = [results[m][0] for m in range(members)]
+    return replace(runs[0], seconds=time.perf_counter() - t0, attempts=[a for r in runs for a in r.attempts],
+                   checkpoints=[c for r in runs for c in r.checkpoints], ensemble=ensemble)
+
+
+class _Crew:
+    """The processes training the other members of one `train` call (none with `jobs` 1), and what every member
+    reports: episodes done (summed for `progress`) and poor runs trained again (`on_restart`)."""
+
+    def __init__(self, members: int, episodes: int, jobs: int, progress: Callable[[int, int], None] | None,
+                 on_restart: Callable[[Attempt], None] | None) -> None:
+        self.done, self.total = [0] * members, episodes * members
+        self.progress, self.on_restart = progress, on_restart
+        self.pool: ProcessPoolExecutor | None = None
+        if jobs > 1:
+            ctx = get_context("spawn")
+            self.queue = ctx.Queue()
+            self.pool = ProcessPoolExecutor(max_workers=min(jobs - 1, members - 1), mp_context=ctx,
+                                            initializer=_worker_reports_to, initargs=(self.queue,))
+
+    def report(self, member: int) -> Callable[[int, int], None]:
+        def episodes_done(done: int, _total: int) -> None:
+            self.heard(member, done)
+            self.drain()
+        return episodes_done
+
+    def heard(self, member: int, what: int | Attempt) -> None:
+        if isinstance(what, Attempt):
+            if self.on_restart is not None:
+                self.on_restart(what)
+            return
+        self.done[member] = what
+        if self.progress:
+            self.progress(sum(self.done), self.total)
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Hear what the other processes reported (waiting up to `timeout` for the first word)."""
+        if self.pool is None:
+            return
+        try:
+            while True:
+                self.heard(*(self.queue.get(timeout=timeout) if timeout else self.queue.get_nowait()))
+                timeout = None
+        except Empty:
+            pass
+
+    def wait(self, futures: dict[int, Future]) -> dict[int, tuple[TrainingRun, QTable]]:
+        """The results of the members trained in other processes, reporting their progress while they finish;
+        a member whose process died is left out (the caller trains it); any other error is raised."""
+        while not all(f.done() for f in futures.values()):
+            self.drain(timeout=0.5)
+        self.drain()
+        return {m: f.result() for m, f in futures.items() if not isinstance(f.exception(), BrokenProcessPool)}
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+
+_WORKER: dict[str, Any] = {}  # in a member's process: the queue it reports progress and restarts on
+
+
+def _worker_reports_to(queue: Any) -> None:
+    _WORKER["queue"] = queue
+
+
+def _member_in_worker(spec: _Spec, member: int, table: QTable, params: QParams, episodes: int
+                      ) -> tuple[TrainingRun, QTable]:
+    learner = QLearningPolicy(table, params, episodes=episodes)
+    queue = _WORKER["queue"]
+    run = _train_member(learner, spec, member, spec.scorer(1), progress=lambda d, _t: queue.put((member, d)),
+                        on_restart=lambda a: queue.put((member, a)))
+    return replace(run, learned=[]), learner.table  # the console keeps member 0's transitions
 
 
 def _kept_score(run: TrainingRun) -> float:
@@ -244,10 +402,10 @@ class _Scorer:
 def _train_once(policy: QLearningPolicy, *, episodes: int, seed: int, batch_size: int,
                 mix: dict[str, float] | None, weights: RewardWeights | None,
                 progress: Callable[[int, int], None] | None, checkpoints: Sequence[int],
-                scorer: _Scorer | None) -> TrainingRun:
+                scorer: _Scorer | None, member: int = 0) -> TrainingRun:
     marks = sorted({c for c in checkpoints if 0 < c <= episodes}) if scorer is not None else []
     pending: list[tuple[tuple, Future[Checkpoint] | Checkpoint]] = []  # (scoring job's arguments, its score)
-    rng = np.random.default_rng([seed, 0x7EA1])
+    rng = np.random.default_rng(_stream(member, seed, 0x7EA1))
     records: list[EpisodeRecord] = []
     learned: list[Learned] = []
     t0 = time.perf_counter()
@@ -255,8 +413,8 @@ def _train_once(policy: QLearningPolicy, *, episodes: int, seed: int, batch_size
     while len(records) < episodes:
         size = min(batch_size, episodes - len(records))
         scenario, families = training_batch(rng, size, batches, mix or TRAINING_MIX)
-        arena = Arena(Twin.from_scenario(scenario), policy, rng=np.random.default_rng([seed, 1, batches]),
-                      weights=weights or RewardWeights())
+        arena = Arena(Twin.from_scenario(scenario), policy, weights=weights or RewardWeights(),
+                      rng=np.random.default_rng(_stream(member, seed, 1, batches)))
         records.extend(_run_batch(arena, scenario.duration_minutes, families, policy, len(records)))
         learned = (learned + arena.log.learned)[-KEEP_LEARNED:]
         batches += 1
@@ -264,12 +422,18 @@ def _train_once(policy: QLearningPolicy, *, episodes: int, seed: int, batch_size
             pending.append(scorer.submit(policy, marks.pop(0)))
         if progress:
             progress(len(records), episodes)
-    scored = [_result(point, job) for job, point in pending]
+    scored = [replace(_result(point, job), member=member) for job, point in pending]
     if scored:
         best = min(range(len(scored)), key=lambda k: scored[k].score)  # the earliest of equal scores
         _seed, _episodes, policy.table, _params, _mark = pending[best][0]  # the scored table
         scored[best] = replace(scored[best], chosen=True)
-    return TrainingRun(records[:episodes], time.perf_counter() - t0, batches, learned, scored, seed=seed)
+    return TrainingRun(records[:episodes], time.perf_counter() - t0, batches, learned, scored, seed=seed,
+                       member=member)
+
+
+def _stream(member: int, *entropy: int) -> list[int]:
+    """A random stream of one member: member 0's is a lone run's, every other member's its own."""
+    return list(entropy) if member == 0 else [*entropy, 0xE45E, member]
 
 
 def _result(point: Future[Checkpoint] | Checkpoint, job: tuple) -> Checkpoint:

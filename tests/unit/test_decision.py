@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from engine.decision.baselines import PAGING_DELAY_MINUTES, ManualPolicy, OraclePolicy, RulesPolicy
 from engine.decision.policy import Transition
-from engine.decision.qlearning import QLearningPolicy, QParams, QTable, q_update
+from engine.decision.qlearning import QLearningPolicy, QParams, QTable, mean_table, q_update
 from engine.decision.state import MinuteView, Observation, coarse, encode, observe, root_stage
 from engine.execution.catalog import ACTIONS, CATALOG, available
 from engine.feedback.reward import RewardWeights, rejection_reward, step_reward
@@ -38,6 +38,23 @@ def test_q_update_by_hand():
     assert q_update(2.0, -10.0, 5.0, alpha=0.5, gamma=0.9, done=True) == pytest.approx(2 + 0.5 * (-10 - 2))
     # A step that lasted three minutes is discounted three times.
     assert q_update(0.0, -1.0, 10.0, alpha=1.0, gamma=0.9, done=False, minutes=3) == pytest.approx(-1 + 0.729 * 10)
+
+
+def test_mean_table_averages_each_pair_over_the_tables_that_tried_it():
+    one, two, three = QTable(), QTable(), QTable()
+    one.set("s", A.RETRY_WITH_BACKOFF, 10.0, visits=3)
+    one.set("s", A.WAIT, 4.0, visits=1)
+    two.set("s", A.RETRY_WITH_BACKOFF, 20.0, visits=1)
+    two.set("t", A.RESTART_TASK, -2.0, visits=2)
+    three.set("s", A.RETRY_WITH_BACKOFF, 30.0, visits=0)  # stored but never tried (an upgraded row): no estimate
+    mean = mean_table([one, two, three])
+    assert mean.q("s", A.RETRY_WITH_BACKOFF) == pytest.approx(15.0) and mean.n("s", A.RETRY_WITH_BACKOFF) == 4
+    assert (mean.q("s", A.WAIT), mean.n("s", A.WAIT)) == (4.0, 1)  # one table's estimate, not halved by a 0
+    assert (mean.q("t", A.RESTART_TASK), mean.n("t", A.RESTART_TASK)) == (-2.0, 2)
+    assert mean_table([one]).values == one.values and len(mean) == 3
+    assert mean_table([three]).q("s", A.RETRY_WITH_BACKOFF) == 30.0  # nobody tried it: the stored value stands
+    with pytest.raises(ValueError, match="no tables"):
+        mean_table([])
 
 
 def test_learning_rate_is_a_running_mean_then_the_floor():

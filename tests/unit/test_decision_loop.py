@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from engine.decision.qlearning import QLearningPolicy, QTable
+from engine.decision.qlearning import QLearningPolicy, QTable, mean_table
 from engine.detection.stage_scores import StageScorer
 from engine.errors import SelfhealError
 from engine.feedback import memory, training
@@ -175,6 +175,39 @@ def test_a_poor_run_is_trained_again_with_the_next_seed_and_the_best_run_is_kept
     assert beside.table.values == agent.table.values
     with pytest.raises(ValueError, match="restarts"):
         train(from_start(), seed=4, restarts=-1, **kwargs)
+
+
+def test_two_learners_train_on_their_own_streams_and_the_policy_keeps_the_mean_of_their_tables():
+    start = QTable()
+    start.set("network_failure|any|q-normal", ActionKind.RETRY_WITH_BACKOFF, 12.0, visits=40)  # a stored table
+    kwargs = dict(episodes=20, batch_size=10, checkpoints=(10, 20), validation_episodes=8)
+    lone = QLearningPolicy(start.copy(), episodes=100)
+    train(lone, seed=4, **kwargs)
+    runs, tables = [], []
+    for jobs in (1, 2):  # 2: the second learner trains in another process; the same result
+        agent, heard = QLearningPolicy(start.copy(), episodes=100), []
+        runs.append(train(agent, seed=4, members=2, jobs=jobs, progress=lambda d, t, heard=heard: heard.append((d, t)),
+                          **kwargs))
+        tables.append(agent.table.values)
+        assert heard[-1] == (40, 40) and all(t == 40 for _d, t in heard)  # both learners' episodes counted
+        assert agent.episodes == 120
+    run = runs[0]
+    assert tables[0] == tables[1] and [a.to_dict() | {"seconds": 0} for a in run.attempts] == \
+        [a.to_dict() | {"seconds": 0} for a in runs[1].attempts] and run.ensemble == runs[1].ensemble
+    assert [(a.member, a.seed, a.kept) for a in run.attempts] == [(0, 4, True), (1, 4, True)]
+    assert [c.member for c in run.checkpoints] == [0, 0, 1, 1]
+    # Learner 0 is a lone run of the seed; learner 1 trains on its own stream from the same starting table; the
+    # policy ends with the mean of both kept tables, and the averaged table's validation score is reported.
+    other = QLearningPolicy(start.copy(), episodes=100)
+    spec = training._Spec(20, 4, 10, None, None, (10, 20), 8, 0)
+    alone = training._train_member(other, spec, 1, training._Scorer(4, 8, jobs=1), progress=None)
+    assert alone.records != run.records and alone.checkpoints == run.checkpoints[2:]
+    assert mean_table([lone.table, other.table]).values == tables[0]
+    agent = QLearningPolicy(mean_table([lone.table, other.table]))
+    assert run.ensemble == Validation(4, episodes=8).score(agent, 20)
+    assert run.summary(seed=4, episodes_total=120)["members"] == 2
+    with pytest.raises(ValueError, match="members"):
+        train(QLearningPolicy(), seed=4, members=0, **kwargs)
 
 
 def test_training_and_held_out_scenarios_never_share_a_twin_seed():
