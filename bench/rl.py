@@ -83,7 +83,8 @@ def main() -> None:
     agent = QLearningPolicy()
     run = train(agent, episodes=args.episodes, seed=args.seed, checkpoints=default_checkpoints(args.episodes),
                 jobs=default_jobs(), restarts=DEFAULT_RESTARTS, members=args.members)
-    each = f" × {args.members} learners, averaged," if args.members > 1 else ""
+    each = "" if args.members == 1 else (f" × {args.members} learners, averaged," if run.fallback is None
+                                         else f" × {args.members} learners (learner {run.fallback}'s table kept),")
     print(f"trained {len(run.records)} episodes{each} in {run.seconds:.1f} s (checkpoint scoring included); "
           f"{len(agent.table.values)} states, {len(agent.table)} Q-values (held-out sets in {out})")
     if len(run.attempts) > 1:
@@ -106,7 +107,7 @@ def main() -> None:
     if args.json:
         training = {"episodes": len(run.records), "seconds": round(run.seconds, 2), "curve": curve(run.records),
                     "checkpoints": [c.to_dict() for c in run.checkpoints], "members": args.members,
-                    "ensemble": None if run.ensemble is None else run.ensemble.to_dict(),
+                    "ensemble": None if run.ensemble is None else run.ensemble.to_dict(), "fallback": run.fallback,
                     "credentials_curve": curve(run.records, kind="credentials_expired"), "greedy_curve": greedy}
         args.json.write_text(json.dumps({"training": training, "results": results}, indent=2, sort_keys=True))
 

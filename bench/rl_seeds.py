@@ -106,7 +106,8 @@ def main() -> None:
                 print(f"seed {seed:>3} held-out {h}: " + "  ".join(
                     f"{f} {mttr[(f, h)]:6.2f}{' ' if met[f] else '✗'}" for f in FAMILIES)
                     + ("  all met" if all(met.values()) else "") + f"  (trained in {seconds:.0f} s"
-                    + (f", {len(attempts)} runs" if len(attempts) > 1 else "") + ")", flush=True)
+                    + (f", {len(attempts)} runs by {args.members} learners" if len(attempts) > args.members
+                       else "") + ")", flush=True)
     n = len(cells)
     print(f"\n{sum(all(c['met'].values()) for c in cells)} of {n} cells meet every check; by family: "
           + ", ".join(f"{f} {sum(c['met'][f] for c in cells)} of {n}" for f in FAMILIES)

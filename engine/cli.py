@@ -271,9 +271,11 @@ def train(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(run.summary(seed=seed, episodes_total=agent.episodes), indent=1) + "\n",
                             encoding="utf-8")
-    runs = (f" × {members} learners, averaged" if members > 1
+    runs = (f" × {members} learners, averaged" if members > 1 and run.fallback is None
+            else f" × {members} learners (learner {run.fallback}'s table kept)" if members > 1
             else f" × {len(run.attempts)} runs" if len(run.attempts) > 1 else "")
-    out.print(f"trained {len(run.records)} episodes{runs} in {run.seconds:.1f} s ({run.batches} batches each); "
+    each = " each" if members > 1 else ""
+    out.print(f"trained {len(run.records)} episodes{runs} in {run.seconds:.1f} s ({run.batches} batches{each}); "
               f"{len(agent.table.values)} states, {len(agent.table)} state-action values; epsilon now "
               f"{agent.epsilon:.3f}", soft_wrap=True)
     if len(run.attempts) > 1:
@@ -325,7 +327,8 @@ def bench_rl(
     if "training" in result:
         t = result["training"]
         runs = f" ({len(t['attempts'])} runs: poor ones trained again)" if len(t["attempts"]) > members else ""
-        each = f" × {members} learners, averaged" if members > 1 else ""
+        each = "" if members == 1 else (f" × {members} learners, averaged" if t.get("fallback") is None
+                                        else f" × {members} learners (learner {t['fallback']}'s table kept)")
         out.print(f"trained {t['episodes']} episodes{each} in {t['seconds']:g} s on generated scenarios{runs}")
     out.print(f"{result['files']} held-out scenario(s) in {result['scenarios']}")
     out.print("\n".join(bench_lines(result)), highlight=False, markup=False, soft_wrap=True)

@@ -78,10 +78,15 @@ def attempts_note(training: dict[str, Any]) -> str | None:
     several = learners(training)
     notes = []
     if several > 1:
-        ensemble = training.get("ensemble")
-        notes.append(f"{several} learners trained side by side on their own scenario streams; the table in use is "
-                     "the mean of their kept tables" + (f" (it scores {ensemble['score']:.3f})" if ensemble else "")
-                     + ".")
+        ensemble, fallback = training.get("ensemble"), training.get("fallback")
+        if fallback is None:
+            notes.append(f"{several} learners trained side by side on their own scenario streams; the table in use "
+                         "is the mean of their kept tables" + (f" (it scores {ensemble['score']:.3f})" if ensemble
+                                                               else "") + ".")
+        else:
+            notes.append(f"{several} learners trained side by side on their own scenario streams; the mean of their "
+                         f"kept tables scored {ensemble['score']:.3f} (above {POOR_SCORE:g}, poor), so the table in "
+                         f"use is learner {fallback}'s.")
     for member in range(several):
         mine = [a for a in attempts if a.get("member", 0) == member]
         if len(mine) < 2:
@@ -104,7 +109,8 @@ def checkpoint_frame(training: dict[str, Any]) -> pd.DataFrame:
             "score": r["score"], "kept": r["chosen"], **{f"{k} MTTR": v for k, v in r["mttr"].items()}}
            for r in rows]
     if several and (ensemble := training.get("ensemble")):
-        out.append({"learner": "mean", "episodes": ensemble["episodes"], "score": ensemble["score"], "kept": True,
+        out.append({"learner": "mean", "episodes": ensemble["episodes"], "score": ensemble["score"],
+                    "kept": ensemble["chosen"],
                     **{f"{k} MTTR": v for k, v in ensemble["mttr"].items()}})
     return pd.DataFrame(out)
 

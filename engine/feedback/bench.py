@@ -106,7 +106,8 @@ def bench(scenarios: Path, *, episodes: int = 1000, seed: int = 0, policies: Seq
                            "states": len(agent.table.values) if agent else 0, "pairs": len(agent.table) if agent else 0,
                            "checkpoints": [c.to_dict() for c in run.checkpoints],
                            "attempts": [a.to_dict() for a in run.attempts], "members": members,
-                           "ensemble": None if run.ensemble is None else run.ensemble.to_dict()}
+                           "ensemble": None if run.ensemble is None else run.ensemble.to_dict(),
+                           "fallback": run.fallback}
     for name in policies:
         reports = []
         for k, sc in enumerate(files):

@@ -64,8 +64,10 @@ def checkpoint_lines(checkpoints: Sequence[Checkpoint], ensemble: Checkpoint | N
         lines.append(member(c) + f"{c.episodes:>10} {c.score:>7.3f} "
                      + " ".join(f"{c.mttr[f]:>10.1f}" for f in families) + ("   ← kept" if c.chosen else ""))
     if ensemble is not None:
+        used = "   ← the table used" if ensemble.chosen else (f"   (above {POOR_SCORE:g}: the best learner's "
+                                                               "table is used)")
         lines.append(("   mean " if several else "") + f"{'averaged':>10} {ensemble.score:>7.3f} "
-                     + " ".join(f"{ensemble.mttr[f]:>10.1f}" for f in families) + "   ← the table used")
+                     + " ".join(f"{ensemble.mttr[f]:>10.1f}" for f in families) + used)
     return lines
 
 

@@ -22,7 +22,9 @@ Members: what a tabular learner ends with depends on its seed (near-equal Q-valu
 updates). With `members`, that many learners train the same number of episodes each from the same starting
 table on their own scenario streams (member 0 on the seed's own, so its table is a lone run's), each with its
 own checkpoints and restarts, and the policy ends with the mean of their kept tables (`mean_table`): the noise
-of independent estimates averages out, a real difference between two actions does not. `selfheal train` uses
+of independent estimates averages out, a real difference between two actions does not. The mean is scored on the
+same validation episodes; should it score above `POOR_SCORE` and worse than a learner's kept table, the
+best learner's table is used instead (`fallback`), as a poor run is trained again. `selfheal train` uses
 `DEFAULT_MEMBERS`; measured in `README.md` (Decision).
 """
 
@@ -93,7 +95,8 @@ class TrainingRun:
     seed: int | None = None  # the training seed of this run (the next seeds for restarts)
     attempts: list[Attempt] = field(default_factory=list)  # every run trained, the kept one marked
     member: int = 0  # the learner it belongs to (see Members)
-    ensemble: Checkpoint | None = None  # with members: the averaged table's validation score
+    ensemble: Checkpoint | None = None  # with members: the averaged table's validation score (chosen: in use)
+    fallback: int | None = None  # with members: the learner whose table is used because the mean scored poorly
 
     @property
     def chosen(self) -> Checkpoint | None:
@@ -107,7 +110,7 @@ class TrainingRun:
                 "checkpoints": [c.to_dict() for c in self.checkpoints],
                 "attempts": [a.to_dict() for a in self.attempts],
                 "members": 1 + max((a.member for a in self.attempts), default=0),
-                "ensemble": None if self.ensemble is None else self.ensemble.to_dict()}
+                "ensemble": None if self.ensemble is None else self.ensemble.to_dict(), "fallback": self.fallback}
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +209,8 @@ def train(policy: QLearningPolicy, *, episodes: int, seed: int = 0, batch_size: 
 
     With `members` > 1 (see Members), that many learners train `episodes` episodes each from the same starting
     table, member 0 on `seed`'s stream (a lone run's), each with its own checkpoints and restarts, and the
-    policy ends with the mean of their kept tables, scored on the validation episodes (`ensemble`). The run
+    policy ends with the mean of their kept tables, scored on the validation episodes (`ensemble`), or with the
+    best learner's table where the mean scores poorly (`fallback`, see Members). The run
     returned is member 0's, with every member's attempts and checkpoints; `seconds` is the wall time. With
     `jobs` > 1 the other members train in other processes (`progress` counts every member's episodes)."""
     if episodes < 1 or batch_size < 1 or jobs < 1 or restarts < 0 or members < 1:
@@ -287,16 +291,20 @@ def _train_members(policy: QLearningPolicy, spec: _Spec, members: int, crew: _Cr
                                         on_restart=crew.on_restart), learner.table)
         policy.table = mean_table([results[m][1] for m in range(members)])
         policy.episodes = start_episodes + spec.episodes
-        ensemble = None
+        ensemble, fallback = None, None
         if scorer is not None:
             job, point = scorer.submit(policy, spec.episodes)
             ensemble = _result(point, job)
+            best = min(range(members), key=lambda m: _kept_score(results[m][0]))
+            if ensemble.score > POOR_SCORE and _kept_score(results[best][0]) < ensemble.score:
+                policy.table, fallback = results[best][1], best  # a poor mean: the best learner's table instead
+            ensemble = replace(ensemble, chosen=fallback is None)
     finally:
         if scorer is not None:
             scorer.close()
     runs = [results[m][0] for m in range(members)]
     return replace(runs[0], seconds=time.perf_counter() - t0, attempts=[a for r in runs for a in r.attempts],
-                   checkpoints=[c for r in runs for c in r.checkpoints], ensemble=ensemble)
+                   checkpoints=[c for r in runs for c in r.checkpoints], ensemble=ensemble, fallback=fallback)
 
 
 class _Crew:

@@ -58,6 +58,7 @@ def test_bench_rl_scores_every_policy_and_is_deterministic(tmp_path):
     # 20 episodes: no checkpoints, so nothing to judge the runs by and no restart; two learners averaged.
     assert runs[0]["training"]["attempts"] == [{"seed": 1, "score": None, "kept": True, "member": m} for m in (0, 1)]
     assert runs[0]["training"]["members"] == 2 and runs[0]["training"]["ensemble"] is None
+    assert runs[0]["training"]["fallback"] is None
     policies = runs[0]["policies"]
     assert set(policies) == {"qlearning", "rules", "manual", "oracle", "none"}
     for row in policies.values():

@@ -1,6 +1,7 @@
 """The feedback loop: act, verify, reward and learn in the twin; the store path equals the training path;
 persistence of the Q-table and transitions; determinism by seed; the new fault kinds."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -177,7 +178,8 @@ def test_a_poor_run_is_trained_again_with_the_next_seed_and_the_best_run_is_kept
         train(from_start(), seed=4, restarts=-1, **kwargs)
 
 
-def test_two_learners_train_on_their_own_streams_and_the_policy_keeps_the_mean_of_their_tables():
+def test_two_learners_train_on_their_own_streams_and_the_policy_keeps_the_mean_of_their_tables(monkeypatch):
+    monkeypatch.setattr(training, "POOR_SCORE", float("inf"))  # 20 episodes score poorly: no restart, no fallback
     start = QTable()
     start.set("network_failure|any|q-normal", ActionKind.RETRY_WITH_BACKOFF, 12.0, visits=40)  # a stored table
     kwargs = dict(episodes=20, batch_size=10, checkpoints=(10, 20), validation_episodes=8)
@@ -204,10 +206,30 @@ def test_two_learners_train_on_their_own_streams_and_the_policy_keeps_the_mean_o
     assert alone.records != run.records and alone.checkpoints == run.checkpoints[2:]
     assert mean_table([lone.table, other.table]).values == tables[0]
     agent = QLearningPolicy(mean_table([lone.table, other.table]))
-    assert run.ensemble == Validation(4, episodes=8).score(agent, 20)
-    assert run.summary(seed=4, episodes_total=120)["members"] == 2
+    assert run.ensemble == replace(Validation(4, episodes=8).score(agent, 20), chosen=True)  # the table in use
+    assert run.summary(seed=4, episodes_total=120)["members"] == 2 and run.fallback is None and run.ensemble.chosen
     with pytest.raises(ValueError, match="members"):
         train(QLearningPolicy(), seed=4, members=0, **kwargs)
+
+
+def test_a_poorly_scoring_mean_gives_way_to_the_best_learners_table(monkeypatch):
+    kwargs = dict(episodes=20, batch_size=10, checkpoints=(10, 20), validation_episodes=8, seed=4, members=2)
+    monkeypatch.setattr(training, "POOR_SCORE", float("inf"))  # no run and no mean is poor: the mean is kept
+    averaged = QLearningPolicy()
+    mean_run = train(averaged, **kwargs)
+    learners = [c for c in mean_run.checkpoints if c.chosen]
+    best = min(learners, key=lambda c: c.score)
+    assert best.score < mean_run.ensemble.score  # this seed's mean scores worse than its better learner
+    monkeypatch.setattr(training, "POOR_SCORE", mean_run.ensemble.score - 1e-6)  # so the mean counts as poor
+    agent = QLearningPolicy()
+    run = train(agent, **kwargs)
+    assert run.fallback == best.member and not run.ensemble.chosen
+    assert Validation(4, episodes=8).score(agent, 20).score == best.score  # the table in use is that learner's
+    assert agent.table.values != averaged.table.values and agent.episodes == averaged.episodes == 20
+    # A mean scoring no worse than the poor bar is kept whatever the learners scored.
+    monkeypatch.setattr(training, "POOR_SCORE", mean_run.ensemble.score)
+    kept = QLearningPolicy()
+    assert train(kept, **kwargs).fallback is None and kept.table.values == averaged.table.values
 
 
 def test_training_and_held_out_scenarios_never_share_a_twin_seed():
