@@ -288,7 +288,7 @@ def _train_members(policy: QLearningPolicy, spec: _Spec, members: int, crew: _Cr
         first = _train_member(policy, spec, 0, scorer, progress=crew.report(0), on_restart=crew.on_restart)
         results = {0: (first, policy.table)}
         results |= crew.wait(futures)
-        for m in sorted(set(others) - set(results)):  # its process died: train it here after all
+        for m in sorted(set(others) - set(results)):  # no other process (jobs 1), or it died: train it here
             learner = QLearningPolicy(start_table.copy(), policy.params, episodes=start_episodes)
             results[m] = (_train_member(learner, spec, m, scorer, progress=crew.report(m),
                                         on_restart=crew.on_restart), learner.table)
