@@ -24,7 +24,7 @@ import numpy as np
 from engine.decision.qlearning import QLearningPolicy
 from engine.feedback.bench import bench, run_policy
 from engine.feedback.curriculum import episode_scenario, write_sets
-from engine.feedback.summaries import attempt_lines, bench_lines, checkpoint_lines, curve, curve_lines
+from engine.feedback.summaries import attempt_lines, bench_lines, checkpoint_lines, curve, curve_lines, learners_phrase
 from engine.feedback.training import DEFAULT_MEMBERS, DEFAULT_RESTARTS, default_checkpoints, default_jobs, train
 
 
@@ -83,8 +83,7 @@ def main() -> None:
     agent = QLearningPolicy()
     run = train(agent, episodes=args.episodes, seed=args.seed, checkpoints=default_checkpoints(args.episodes),
                 jobs=default_jobs(), restarts=DEFAULT_RESTARTS, members=args.members)
-    each = "" if args.members == 1 else (f" × {args.members} learners, averaged," if run.fallback is None
-                                         else f" × {args.members} learners (learner {run.fallback}'s table kept),")
+    each = learners_phrase(args.members, run.fallback) + ("," if args.members > 1 else "")
     print(f"trained {len(run.records)} episodes{each} in {run.seconds:.1f} s (checkpoint scoring included); "
           f"{len(agent.table.values)} states, {len(agent.table)} Q-values (held-out sets in {out})")
     if len(run.attempts) > 1:

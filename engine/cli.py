@@ -244,7 +244,7 @@ def train(
     from datetime import UTC, datetime
 
     from engine.feedback import memory
-    from engine.feedback.summaries import attempt_lines, checkpoint_lines, curve_lines, restart_line
+    from engine.feedback.summaries import attempt_lines, checkpoint_lines, curve_lines, learners_phrase, restart_line
     from engine.feedback.training import default_checkpoints, default_jobs
     from engine.feedback.training import train as run_training
     from engine.settings import load_settings
@@ -271,9 +271,8 @@ def train(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(run.summary(seed=seed, episodes_total=agent.episodes), indent=1) + "\n",
                             encoding="utf-8")
-    runs = (f" × {members} learners, averaged" if members > 1 and run.fallback is None
-            else f" × {members} learners (learner {run.fallback}'s table kept)" if members > 1
-            else f" × {len(run.attempts)} runs" if len(run.attempts) > 1 else "")
+    runs = learners_phrase(members, run.fallback) or (f" × {len(run.attempts)} runs" if len(run.attempts) > 1
+                                                      else "")
     each = " each" if members > 1 else ""
     out.print(f"trained {len(run.records)} episodes{runs} in {run.seconds:.1f} s ({run.batches} batches{each}); "
               f"{len(agent.table.values)} states, {len(agent.table)} state-action values; epsilon now "
@@ -304,7 +303,7 @@ def bench_rl(
 ) -> None:
     """Train Q-learning in the twin, then run qlearning, rules, manual, oracle (and none) on every file in DIR."""
     from engine.feedback.bench import bench
-    from engine.feedback.summaries import bench_lines
+    from engine.feedback.summaries import bench_lines, learners_phrase
     from engine.feedback.training import default_jobs
 
     try:
@@ -327,8 +326,7 @@ def bench_rl(
     if "training" in result:
         t = result["training"]
         runs = f" ({len(t['attempts'])} runs: poor ones trained again)" if len(t["attempts"]) > members else ""
-        each = "" if members == 1 else (f" × {members} learners, averaged" if t.get("fallback") is None
-                                        else f" × {members} learners (learner {t['fallback']}'s table kept)")
+        each = learners_phrase(members, t["fallback"])
         out.print(f"trained {t['episodes']} episodes{each} in {t['seconds']:g} s on generated scenarios{runs}")
     out.print(f"{result['files']} held-out scenario(s) in {result['scenarios']}")
     out.print("\n".join(bench_lines(result)), highlight=False, markup=False, soft_wrap=True)

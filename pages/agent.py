@@ -10,6 +10,7 @@ from plotly.subplots import make_subplots
 from console.services import runtime_or_stop
 from engine.errors import SelfhealError
 from engine.feedback.agent_view import AgentView, agent_view, attempts_note, checkpoint_frame, learners
+from engine.feedback.summaries import learners_phrase
 
 settings, runtime = runtime_or_stop()
 st.title(":material/psychology: Agent", anchor=False)
@@ -83,8 +84,7 @@ st.subheader("Learning curve", anchor=False)
 if view.curve.empty:
     st.info("No training run recorded in this store.", icon=":material/info:")
 else:
-    each = (f" × {learners(t)} learners" + (", averaged" if t.get("fallback") is None else "")) if learners(t) > 1 \
-        else ""
+    each = learners_phrase(learners(t), t.get("fallback"))
     st.caption(f"Last training run: {t.get('episodes')} episodes{each} in {t.get('seconds')} s "
                f"(seed {t.get('seed')}); means per 50 episodes{' of learner 0' if each else ''}; an episode not "
                "recovered within the horizon counts 240 min.")

@@ -71,6 +71,14 @@ def checkpoint_lines(checkpoints: Sequence[Checkpoint], ensemble: Checkpoint | N
     return lines
 
 
+def learners_phrase(members: int, fallback: int | None) -> str:
+    """How a training run's table came about, after its episode count: "" for one learner, else
+    " × 2 learners, averaged" or, where the mean scored poorly, " × 2 learners (learner 0's table kept)"."""
+    if members == 1:
+        return ""
+    return f" × {members} learners" + (", averaged" if fallback is None else f" (learner {fallback}'s table kept)")
+
+
 def restart_line(attempt: Attempt) -> str:
     """What `selfheal train` says when a poor run is trained again."""
     who = f"learner {attempt.member}'s " if attempt.member else ""
@@ -82,7 +90,7 @@ def restart_line(attempt: Attempt) -> str:
 def attempt_lines(attempts: Sequence[Attempt]) -> list[str]:
     """The training runs of one `train` call (with restarts or several learners), each learner's kept one marked."""
     several = any(a.member for a in attempts)
-    lines = [f"{len(attempts)} training runs" + (f" by {1 + max(a.member for a in attempts)} learners, averaged"
+    lines = [f"{len(attempts)} training runs" + (f" by {1 + max(a.member for a in attempts)} learners"
                                                  if several else "")
              + f" (a run whose kept checkpoint scores above {POOR_SCORE:g} is trained again with the next seed; "
              "the best is kept):"]

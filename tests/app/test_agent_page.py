@@ -67,7 +67,7 @@ def test_two_learners_each_ones_checkpoints_and_the_averaged_tables_score(runtim
     assert scored["learner"].tolist() == ["0", "0", "1", "1", "mean"]
     assert scored["score"].tolist() == [c.score for c in run.checkpoints] + [run.ensemble.score]
     assert scored.groupby("learner")["kept"].sum().to_dict() == {"0": 1, "1": 1, "mean": 0}
-    assert any("20 episodes × 2 learners in" in c.value for c in at.caption)
+    assert any("20 episodes × 2 learners (learner 0's table kept) in" in c.value for c in at.caption)
     note = next(c.value for c in at.caption if c.value.startswith("2 learners trained side by side"))
     assert f"scored {run.ensemble.score:.3f} (above 1.1, poor), so the table in use is learner 0's" in note
 
