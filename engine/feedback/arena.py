@@ -8,6 +8,7 @@ Only `truth` (for the oracle baseline) reads the twin's ground truth.
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -54,8 +55,30 @@ class Arena:
         self.incidents: dict[int, Incident] = {}
         self.slo: dict[str, list[bool]] = defaultdict(list)
         self.log = ArenaLog()
+        self.retired: frozenset[str] = frozenset()  # pipelines still simulated but no longer analysed
         self._next_id = 1
         self._last: tuple[datetime, dict[str, MinuteView]] | None = None
+
+    def retire(self, pipeline_id: str) -> None:
+        """Stop analysing (and acting on) a pipeline whose run no longer matters, e.g. a scoring episode that has
+        ended. The twin still simulates it, so every other pipeline sees the same minutes as before."""
+        self.retired |= {pipeline_id}
+        self.open.pop(pipeline_id, None)
+        self.pipelines = [p for p in self.pipelines if p.id != pipeline_id]
+
+    def fork(self, policy: Policy | None, *, rng: np.random.Generator | None = None,
+             weights: RewardWeights | None = None, parallel: bool = True) -> Arena:
+        """A copy of this arena's world from now on (the twin, the analysis, every minute's SLO so far) with
+        `policy` acting in it: a warm-up simulated once, then run under several policies. Only from an arena
+        nothing has acted in and no incident has opened in, so the copy is exactly where a run under `policy`
+        would be."""
+        if self.healer is not None or self.incidents or self.retired:
+            raise ValueError("only an arena without a policy, incidents or retired pipelines can be forked")
+        out = Arena(copy.deepcopy(self.twin), policy, rng=rng, weights=weights, scorer=copy.deepcopy(self.scorer),
+                    parallel=parallel)
+        out.slo = defaultdict(list, {pid: list(flags) for pid, flags in self.slo.items()})
+        out._next_id = self._next_id
+        return out
 
     def _capacity_changed(self, pipeline_id: str, stage: Stage) -> None:
         self.scorer.rebaseline(pipeline_id, stage)
@@ -71,7 +94,7 @@ class Arena:
 
     def minute(self, *, decide: bool = True) -> StepResult | None:
         """Simulate, analyse and act on one minute (`decide=False`: account and learn only; `decide()` later)."""
-        batch = self.source.pull(self.twin.time_of(self.twin.minute + 1))
+        batch = self.source.pull(self.twin.time_of(self.twin.minute + 1), skip=self.retired)
         scored = {(s.pipeline_id, s.stage, s.ts): s for s in self.scorer.score(batch.samples)}
         stage_rows, pipe_rows = assess(batch, self.pipelines, scores=scored)
         changed = update_incidents(list(self.open.values()), pipe_rows, stage_rows, batch.events)

@@ -24,7 +24,8 @@ class SimulatorSource:
     def pipelines(self) -> list[PipelineSpec]:
         return list(self.twin.pipelines)
 
-    def pull(self, until: datetime) -> TelemetryBatch:
+    def pull(self, until: datetime, *, skip: frozenset[str] = frozenset()) -> TelemetryBatch:
+        """Every minute up to `until`; the pipelines in `skip` are simulated but left out of the batch."""
         with self.lock:
             start = self.twin.now
             target = math.floor((floor_minute(until) - self.twin.start).total_seconds() / 60)
@@ -33,13 +34,15 @@ class SimulatorSource:
         samples: list[StageSample] = []
         events = []
         for minute in minutes:
-            samples.extend(to_samples(minute, self.twin.pipelines))
-            events.extend(minute.events)
+            samples.extend(to_samples(minute, self.twin.pipelines, skip=skip))
+            events.extend(e for e in minute.events if e.pipeline_id not in skip)
         return TelemetryBatch(start=start, end=max(start, end), samples=samples, events=events)
 
 
-def to_samples(minute: MinuteTelemetry, pipelines: list[PipelineSpec]) -> list[StageSample]:
-    """One `StageSample` per pipeline and stage, leaving out metrics a stage does not emit (NaN)."""
+def to_samples(minute: MinuteTelemetry, pipelines: list[PipelineSpec], *,
+               skip: frozenset[str] = frozenset()) -> list[StageSample]:
+    """One `StageSample` per pipeline (but those in `skip`) and stage, leaving out metrics a stage does not emit
+    (NaN)."""
     ts = minute.ts
     names = list(minute.metrics)
     # [metric, pipeline, stage], rounded once for the whole fleet.
@@ -50,4 +53,4 @@ def to_samples(minute: MinuteTelemetry, pipelines: list[PipelineSpec]) -> list[S
         # [pipeline][metric] as python floats, for this stage's metrics only.
         per_stage.append((stage, [names[k] for k in idx], cube[idx, :, s].T.tolist()))
     return [StageSample(p.id, stage, ts, dict(zip(present, rows[i], strict=True)))
-            for i, p in enumerate(pipelines) for stage, present, rows in per_stage]
+            for i, p in enumerate(pipelines) if p.id not in skip for stage, present, rows in per_stage]

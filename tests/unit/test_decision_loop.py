@@ -239,6 +239,40 @@ def test_training_and_held_out_scenarios_never_share_a_twin_seed():
     assert all(s % 2 == 0 for s in train_seeds) and all(s % 2 == 1 for s in held)
 
 
+def test_a_forked_warm_up_runs_exactly_as_a_fresh_arena_and_a_retired_pipeline_is_no_longer_analysed():
+    from engine.decision.baselines import RulesPolicy
+
+    two = dict(DRIFT, pipelines=[{"id": "orders"}, {"id": "users"}], faults=[
+        *DRIFT["faults"], {"pipeline": "users", "stage": "source", "kind": "cdc_stopped", "at_minute": 75,
+                           "severity": 0.8}])
+    fresh = _arena(two, RulesPolicy())
+    warm = Arena(Twin.from_scenario(parse_scenario(two)), None)
+    warm.run_until(70)  # the minutes before the first fault: no incident, nothing to act on
+    assert not warm.incidents
+    forked = warm.fork(RulesPolicy(), rng=np.random.default_rng(0))
+    forked.run_until(150)
+    assert warm.twin.minute == 70  # the warm-up itself is untouched
+    assert [(d.ts, d.pipeline_id, d.choice.action) for d in forked.log.decisions] == \
+        [(d.ts, d.pipeline_id, d.choice.action) for d in fresh.log.decisions]
+    assert forked.slo == fresh.slo and forked.log.ended == fresh.log.ended
+    with pytest.raises(ValueError, match="only an arena without a policy"):
+        fresh.fork(RulesPolicy())
+
+    # Retired once its incident is over: "users" is still simulated but no longer scored, assessed or acted on;
+    # "orders" runs on exactly as before (nothing acted on "users" after its incident in the fresh run).
+    arena = Arena(Twin.from_scenario(parse_scenario(two)), RulesPolicy(), rng=np.random.default_rng(0))
+    while not any(e.pipeline_id == "users" for e in arena.log.ended):
+        arena.minute()
+    arena.retire("users")
+    at = len(arena.slo["users"])
+    arena.run_until(150)
+    assert arena.twin.minute == 150 and len(arena.slo["users"]) == at
+    assert all(d.pipeline_id == "orders" for d in arena.log.decisions if d.ts >= arena.twin.time_of(at))
+    assert arena.slo["orders"] == fresh.slo["orders"]
+    assert [d.choice.action for d in arena.log.decisions if d.pipeline_id == "orders"] == \
+        [d.choice.action for d in fresh.log.decisions if d.pipeline_id == "orders"]
+
+
 def test_rebaseline_restarts_a_stage_stream_after_a_deliberate_change():
     scorer = StageScorer()
     assert not scorer.rebaseline("orders", Stage.TRANSFORM)
