@@ -1,7 +1,7 @@
 """The decision layer's benchmark: Q-learning against the runbook, manual handling and the oracle.
 
-    python bench/rl.py [--out DIR] [--count 30] [--heldout-seed 1000] [--episodes 1000] [--seed 0] [--members 2]
-                       [--json OUT]
+    python bench/rl.py [--out DIR] [--count 30] [--heldout-seed 1000] [--episodes 1000] [--seed 0] [--members 4]
+                       [--average 3] [--json OUT]
 
 Writes held-out scenario sets (single known faults, mixed = two at once, ambiguous = contention-like signatures
 that are half the time warehouse overload, novel = credentials expired, sparse = two quiet days with faults
@@ -25,7 +25,14 @@ from engine.decision.qlearning import QLearningPolicy
 from engine.feedback.bench import bench, run_policy
 from engine.feedback.curriculum import episode_scenario, write_sets
 from engine.feedback.summaries import attempt_lines, bench_lines, checkpoint_lines, curve, curve_lines, learners_phrase
-from engine.feedback.training import DEFAULT_MEMBERS, DEFAULT_RESTARTS, default_checkpoints, default_jobs, train
+from engine.feedback.training import (
+    DEFAULT_AVERAGED,
+    DEFAULT_MEMBERS,
+    DEFAULT_RESTARTS,
+    default_checkpoints,
+    default_jobs,
+    train,
+)
 
 
 def _targets(res: dict[str, dict]) -> list[str]:
@@ -75,19 +82,22 @@ def main() -> None:
     ap.add_argument("--heldout-seed", type=int, default=1000)
     ap.add_argument("--episodes", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--members", type=int, default=DEFAULT_MEMBERS, help="learners averaged (as selfheal train)")
+    ap.add_argument("--members", type=int, default=DEFAULT_MEMBERS, help="learners trained (as selfheal train)")
+    ap.add_argument("--average", type=int, default=DEFAULT_AVERAGED,
+                    help="the best-scoring learners averaged (as selfheal train)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="selfheal-rl-"))
     sets = write_sets(out, count=args.count, seed=args.heldout_seed)
     agent = QLearningPolicy()
     run = train(agent, episodes=args.episodes, seed=args.seed, checkpoints=default_checkpoints(args.episodes),
-                jobs=default_jobs(), restarts=DEFAULT_RESTARTS, members=args.members)
-    each = learners_phrase(args.members, run.fallback) + ("," if args.members > 1 else "")
+                jobs=default_jobs(), restarts=DEFAULT_RESTARTS, members=args.members,
+                averaged=min(args.average, args.members))
+    each = learners_phrase(args.members, run.fallback, run.averaged) + ("," if args.members > 1 else "")
     print(f"trained {len(run.records)} episodes{each} in {run.seconds:.1f} s (checkpoint scoring included); "
           f"{len(agent.table.values)} states, {len(agent.table)} Q-values (held-out sets in {out})")
     if len(run.attempts) > 1:
-        print("\n".join(attempt_lines(run.attempts)))
+        print("\n".join(attempt_lines(run.attempts, run.averaged)))
     print("\n".join(checkpoint_lines(run.checkpoints, run.ensemble)))
     print("learning curve, credentials_expired (no runbook rule), MTTR per 50 training episodes:")
     print("\n".join(curve_lines(run.records, kind="credentials_expired")))
@@ -106,6 +116,7 @@ def main() -> None:
     if args.json:
         training = {"episodes": len(run.records), "seconds": round(run.seconds, 2), "curve": curve(run.records),
                     "checkpoints": [c.to_dict() for c in run.checkpoints], "members": args.members,
+                    "averaged": list(run.averaged),
                     "ensemble": None if run.ensemble is None else run.ensemble.to_dict(), "fallback": run.fallback,
                     "credentials_curve": curve(run.records, kind="credentials_expired"), "greedy_curve": greedy}
         args.json.write_text(json.dumps({"training": training, "results": results}, indent=2, sort_keys=True))

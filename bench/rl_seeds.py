@@ -1,16 +1,15 @@
 """How much the learner's result depends on its training seed: train one table per seed, score each on held-out sets.
 
-    python bench/rl_seeds.py [--seeds 0-9] [--heldout-seeds 1000,2000,3000] [--count 30] [--restarts 2]
-                             [--members 2] [--jobs 2] [--json OUT]
+    python bench/rl_seeds.py [--seeds 0-9] [--heldout-seeds 1000,2000,3000] [--count 30] [--restarts 0]
+                             [--members 4] [--average 3] [--jobs 2] [--json OUT]
 
-`bench/rl.py` scores one training seed on every family; this scores many seeds on the families whose checks
-compare against the runbook and the oracle (single, mixed, ambiguous), using the same `train` (1,000 episodes,
-default checkpoints, a poor run trained again and two learners averaged as `selfheal train` does; `--restarts 0
---members 1`: one run per seed) and
-`run_policy`. Per training seed × held-out seed ("cell") it prints Q-learning's MTTR per
-family with ✗ where a check fails (single: ≤ rules and ≤ 1.3 × oracle; mixed and ambiguous: ≤ 0.7 × rules and
-≤ 1.3 × oracle), then how many cells meet every check. Compare code versions on seeds and held-out sets that were
-not used to choose between them: cells a variant was tuned on flatter it. Prints numbers; not a test.
+`bench/rl.py` scores one training seed on every family; this scores many seeds on the families whose checks compare
+against the runbook and the oracle (single, mixed, ambiguous), using the same `train` (1,000 episodes, default
+checkpoints, four learners of which the three best-scoring are averaged, as `selfheal train` does; `--members 1`:
+one run per seed) and `run_policy`. Per training seed × held-out seed ("cell") it prints Q-learning's MTTR per
+family with ✗ where a check fails (single: ≤ rules and ≤ 1.3 × oracle; mixed and ambiguous: ≤ 0.7 × rules and ≤ 1.3
+× oracle), then how many cells meet every check. Compare code versions on seeds and held-out sets that were not used
+to choose between them: cells a variant was tuned on flatter it. Prints numbers; not a test.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.feedback.training import DEFAULT_MEMBERS, DEFAULT_RESTARTS
+from engine.feedback.training import DEFAULT_AVERAGED, DEFAULT_MEMBERS, DEFAULT_RESTARTS
 
 FAMILIES = ("single", "mixed", "ambiguous")
 EPISODES = 1000
@@ -42,17 +41,17 @@ def _baseline(job: tuple[str, str, int, int]) -> tuple[tuple[str, str, int], flo
     return (policy, family, heldout), _mean_mttr([run_policy(sc, policy) for sc in held_out(family, count, heldout)])
 
 
-def _seed(job: tuple[int, tuple[int, ...], int, int, int]
+def _seed(job: tuple[int, tuple[int, ...], int, int, int, int]
           ) -> tuple[int, dict[tuple[str, int], float], float, list[float], list[dict]]:
     from engine.decision.qlearning import QLearningPolicy
     from engine.feedback.bench import run_policy
     from engine.feedback.curriculum import held_out
     from engine.feedback.training import default_checkpoints, train
 
-    seed, heldouts, count, restarts, members = job
+    seed, heldouts, count, restarts, members, averaged = job
     agent = QLearningPolicy()
     run = train(agent, episodes=EPISODES, seed=seed, checkpoints=default_checkpoints(EPISODES), restarts=restarts,
-                members=members)  # one process per seed: the pool runs seeds side by side
+                members=members, averaged=averaged)  # one process per seed: the pool runs seeds side by side
     mttr = {(family, h): _mean_mttr([run_policy(sc, "qlearning", qtable_policy=agent, seed=seed)
                                      for sc in held_out(family, count, h)])
             for h in heldouts for family in FAMILIES}
@@ -80,7 +79,9 @@ def main() -> None:
                     help=f"train again with the next seed while the kept checkpoint scores poorly (default "
                          f"{DEFAULT_RESTARTS}, as `selfheal train`)")
     ap.add_argument("--members", type=int, default=DEFAULT_MEMBERS,
-                    help=f"learners averaged per table (default {DEFAULT_MEMBERS}, as `selfheal train`)")
+                    help=f"learners trained per table (default {DEFAULT_MEMBERS}, as `selfheal train`)")
+    ap.add_argument("--average", type=int, default=DEFAULT_AVERAGED,
+                    help=f"the best-scoring learners averaged (default {DEFAULT_AVERAGED}, as `selfheal train`)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="processes")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -96,7 +97,7 @@ def main() -> None:
         for h in heldouts:
             print(f"  held-out {h}: " + "; ".join(
                 f"{f} rules {base[('rules', f, h)]:.2f} oracle {base[('oracle', f, h)]:.2f}" for f in FAMILIES))
-        jobs = [(s, heldouts, args.count, args.restarts, args.members) for s in seeds]
+        jobs = [(s, heldouts, args.count, args.restarts, args.members, min(args.average, args.members)) for s in seeds]
         for seed, mttr, seconds, scores, attempts in pool.imap_unordered(_seed, jobs):
             for h in heldouts:
                 met = {f: mttr[(f, h)] <= _limit(f, base[("rules", f, h)], base[("oracle", f, h)]) for f in FAMILIES}

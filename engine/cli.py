@@ -217,6 +217,16 @@ bench_app = typer.Typer(help="Benchmarks that print numbers.", no_args_is_help=T
 app.add_typer(bench_app, name="bench")
 
 
+def _averaged(members: int, average: int | None) -> int:
+    """How many learners' tables to average: `--average`, else 3 (at most `members`); more than `members` is an
+    error."""
+    if average is None:
+        return min(3, members)  # engine.feedback.training.DEFAULT_AVERAGED (not imported: the CLI starts fast)
+    if average > members:
+        raise typer.BadParameter(f"cannot average {average} of {members} learners", param_hint="--average")
+    return average
+
+
 @app.command()
 def train(
     episodes: Annotated[int, typer.Option(help="Training episodes (one incident each) in the twin.")] = 1000,
@@ -233,12 +243,17 @@ def train(
     jobs: Annotated[int | None, typer.Option(min=1, help="Processes: 2 scores checkpoints beside training (same "
                                                          "result, faster); default 2 where there are two cores.")]
     = None,
-    restarts: Annotated[int, typer.Option(min=0, help="Train again with the next seed (at most this many times) "
-                                                      "while the kept checkpoint scores above 1.1 × the oracle; "
-                                                      "the best run is kept (needs --select).")] = 2,
+    restarts: Annotated[int, typer.Option(min=0, help="Train a learner again with the next seed (at most this many "
+                                                      "times) while its kept checkpoint scores above 1.1 × the "
+                                                      "oracle; its best run is kept (needs --select). Off by "
+                                                      "default: the learners left out of --average do that job.")]
+    = 0,
     members: Annotated[int, typer.Option(min=1, help="Learners trained side by side on their own scenario streams "
-                                                     "(--episodes each), their tables averaged: a table that "
-                                                     "depends less on the seed. 1: one learner.")] = 2,
+                                                     "(--episodes each): a table that depends less on the seed. "
+                                                     "1: one learner.")] = 4,
+    average: Annotated[int | None, typer.Option(min=1, help="Average the tables of this many learners, those whose "
+                                                            "kept checkpoints score best (default 3, at most "
+                                                            "--members).")] = None,
 ) -> None:
     """Train the Q-learning policy in the twin on generated scenarios; the table is saved in the store."""
     from datetime import UTC, datetime
@@ -262,6 +277,7 @@ def train(
                                checkpoints=default_checkpoints(episodes) if select else (),
                                progress=lambda done, _total: bar.update(task, completed=done),
                                jobs=jobs or default_jobs(), restarts=restarts, members=members,
+                               averaged=_averaged(members, average),
                                on_restart=lambda a: err.print(restart_line(a), highlight=False))
         with db.transaction() as conn:
             memory.record_training(conn, agent, run, seed=seed, now=datetime.now(UTC))
@@ -271,14 +287,14 @@ def train(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(run.summary(seed=seed, episodes_total=agent.episodes), indent=1) + "\n",
                             encoding="utf-8")
-    runs = learners_phrase(members, run.fallback) or (f" × {len(run.attempts)} runs" if len(run.attempts) > 1
-                                                      else "")
+    runs = learners_phrase(members, run.fallback, run.averaged) or (f" × {len(run.attempts)} runs"
+                                                                    if len(run.attempts) > 1 else "")
     each = " each" if members > 1 else ""
     out.print(f"trained {len(run.records)} episodes{runs} in {run.seconds:.1f} s ({run.batches} batches{each}); "
               f"{len(agent.table.values)} states, {len(agent.table)} state-action values; epsilon now "
               f"{agent.epsilon:.3f}", soft_wrap=True)
     if len(run.attempts) > 1:
-        out.print("\n".join(attempt_lines(run.attempts)), highlight=False, markup=False)
+        out.print("\n".join(attempt_lines(run.attempts, run.averaged)), highlight=False, markup=False)
     if run.checkpoints:
         out.print("checkpoints (greedy policy on training-side validation episodes):", highlight=False)
         out.print("\n".join(checkpoint_lines(run.checkpoints, run.ensemble)), highlight=False, markup=False)
@@ -298,8 +314,10 @@ def bench_rl(
     jobs: Annotated[int | None, typer.Option(min=1, help="Processes for training (as `selfheal train --jobs`).")]
     = None,
     restarts: Annotated[int, typer.Option(min=0, help="Training restarts after a poor run (as `selfheal train "
-                                                      "--restarts`).")] = 2,
-    members: Annotated[int, typer.Option(min=1, help="Learners averaged (as `selfheal train --members`).")] = 2,
+                                                      "--restarts`).")] = 0,
+    members: Annotated[int, typer.Option(min=1, help="Learners trained (as `selfheal train --members`).")] = 4,
+    average: Annotated[int | None, typer.Option(min=1, help="Learners averaged, the best-scoring ones (as "
+                                                            "`selfheal train --average`).")] = None,
 ) -> None:
     """Train Q-learning in the twin, then run qlearning, rules, manual, oracle (and none) on every file in DIR."""
     from engine.feedback.bench import bench
@@ -317,7 +335,7 @@ def bench_rl(
                 bar.update(tasks[stage], completed=done)  # type: ignore[arg-type]
 
             result = bench(scenarios, episodes=episodes, seed=seed, progress=progress, jobs=jobs or default_jobs(),
-                           restarts=restarts, members=members)
+                           restarts=restarts, members=members, averaged=_averaged(members, average))
     except SelfhealError as e:
         raise _fail(e) from e
     if json_out is not None:
@@ -326,7 +344,7 @@ def bench_rl(
     if "training" in result:
         t = result["training"]
         runs = f" ({len(t['attempts'])} runs: poor ones trained again)" if len(t["attempts"]) > members else ""
-        each = learners_phrase(members, t["fallback"])
+        each = learners_phrase(members, t["fallback"], t["averaged"])
         out.print(f"trained {t['episodes']} episodes{each} in {t['seconds']:g} s on generated scenarios{runs}")
     out.print(f"{result['files']} held-out scenario(s) in {result['scenarios']}")
     out.print("\n".join(bench_lines(result)), highlight=False, markup=False, soft_wrap=True)

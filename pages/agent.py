@@ -84,7 +84,7 @@ st.subheader("Learning curve", anchor=False)
 if view.curve.empty:
     st.info("No training run recorded in this store.", icon=":material/info:")
 else:
-    each = learners_phrase(learners(t), t.get("fallback"))
+    each = learners_phrase(learners(t), t.get("fallback"), t.get("averaged") or ())
     st.caption(f"Last training run: {t.get('episodes')} episodes{each} in {t.get('seconds')} s "
                f"(seed {t.get('seed')}); means per 50 episodes{' of learner 0' if each else ''}; an episode not "
                "recovered within the horizon counts 240 min.")

@@ -79,13 +79,17 @@ def attempts_note(training: dict[str, Any]) -> str | None:
     notes = []
     if several > 1:
         ensemble, fallback = training.get("ensemble"), training.get("fallback")
+        averaged = training.get("averaged") or list(range(several))
+        whose = ("their kept tables" if len(averaged) == several else
+                 f"the kept tables of the {len(averaged)} that scored best (learners "
+                 + ", ".join(map(str, averaged)) + ")")
         if fallback is None:
             notes.append(f"{several} learners trained side by side on their own scenario streams; the table in use "
-                         "is the mean of their kept tables" + (f" (it scores {ensemble['score']:.3f})" if ensemble
-                                                               else "") + ".")
+                         f"is the mean of {whose}" + (f" (it scores {ensemble['score']:.3f})" if ensemble
+                                                      else "") + ".")
         else:
-            notes.append(f"{several} learners trained side by side on their own scenario streams; the mean of their "
-                         f"kept tables scored {ensemble['score']:.3f} (above {POOR_SCORE:g}, poor), so the table in "
+            notes.append(f"{several} learners trained side by side on their own scenario streams; the mean of "
+                         f"{whose} scored {ensemble['score']:.3f} (above {POOR_SCORE:g}, poor), so the table in "
                          f"use is learner {fallback}'s.")
     for member in range(several):
         mine = [a for a in attempts if a.get("member", 0) == member]

@@ -21,7 +21,14 @@ from engine.execution.catalog import CATALOG
 from engine.feedback.arena import Arena
 from engine.feedback.curriculum import load_dir
 from engine.feedback.evaluate import arena_report
-from engine.feedback.training import DEFAULT_MEMBERS, DEFAULT_RESTARTS, TrainingRun, default_checkpoints, train
+from engine.feedback.training import (
+    DEFAULT_AVERAGED,
+    DEFAULT_MEMBERS,
+    DEFAULT_RESTARTS,
+    TrainingRun,
+    default_checkpoints,
+    train,
+)
 from engine.sim.scenario import Scenario
 from engine.sim.twin import Twin
 
@@ -83,10 +90,11 @@ def aggregate(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def bench(scenarios: Path, *, episodes: int = 1000, seed: int = 0, policies: Sequence[str] = POLICIES,
           params: QParams | None = None, trained: QLearningPolicy | None = None,
           progress: Callable[[str, int, int], None] | None = None, jobs: int = 1,
-          restarts: int = DEFAULT_RESTARTS, members: int = DEFAULT_MEMBERS) -> dict[str, Any]:
-    """Train (unless `trained` is given; `members` learners averaged, each keeping the best of the default
-    checkpoints and trained again after a poor run up to `restarts` times, side by side with `jobs` > 1), then
-    score every policy on every scenario file in `scenarios`."""
+          restarts: int = DEFAULT_RESTARTS, members: int = DEFAULT_MEMBERS,
+          averaged: int | None = DEFAULT_AVERAGED) -> dict[str, Any]:
+    """Train (unless `trained` is given; `members` learners, each keeping the best of the default checkpoints and
+    trained again after a poor run up to `restarts` times, side by side with `jobs` > 1, the `averaged` best of
+    them averaged), then score every policy on every scenario file in `scenarios`."""
     files = load_dir(scenarios)
     if not files:
         raise SelfhealError(f"no scenario files (*.json) in {scenarios}")
@@ -99,7 +107,7 @@ def bench(scenarios: Path, *, episodes: int = 1000, seed: int = 0, policies: Seq
         agent = QLearningPolicy(params=params)
         run = train(agent, episodes=episodes, seed=seed, checkpoints=default_checkpoints(episodes), jobs=jobs,
                     progress=(lambda d, t: progress("training", d, t)) if progress else None, restarts=restarts,
-                    members=members)
+                    members=members, averaged=None if averaged is None else min(averaged, members))
     out: dict[str, Any] = {"scenarios": str(scenarios), "files": len(files), "seed": seed, "policies": {}}
     if run is not None:
         out["training"] = {"episodes": len(run.records), "seconds": round(run.seconds, 2),
@@ -107,7 +115,7 @@ def bench(scenarios: Path, *, episodes: int = 1000, seed: int = 0, policies: Seq
                            "checkpoints": [c.to_dict() for c in run.checkpoints],
                            "attempts": [a.to_dict() for a in run.attempts], "members": members,
                            "ensemble": None if run.ensemble is None else run.ensemble.to_dict(),
-                           "fallback": run.fallback}
+                           "fallback": run.fallback, "averaged": list(run.averaged)}
     for name in policies:
         reports = []
         for k, sc in enumerate(files):

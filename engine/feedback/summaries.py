@@ -71,12 +71,16 @@ def checkpoint_lines(checkpoints: Sequence[Checkpoint], ensemble: Checkpoint | N
     return lines
 
 
-def learners_phrase(members: int, fallback: int | None) -> str:
+def learners_phrase(members: int, fallback: int | None, averaged: Sequence[int] = ()) -> str:
     """How a training run's table came about, after its episode count: "" for one learner, else
-    " × 2 learners, averaged" or, where the mean scored poorly, " × 2 learners (learner 0's table kept)"."""
+    " × 4 learners, the best 3 averaged" (" × 2 learners, averaged": all of them) or, where the mean scored
+    poorly, " × 4 learners (learner 0's table kept)"."""
     if members == 1:
         return ""
-    return f" × {members} learners" + (", averaged" if fallback is None else f" (learner {fallback}'s table kept)")
+    if fallback is not None:
+        return f" × {members} learners (learner {fallback}'s table kept)"
+    return f" × {members} learners, " + ("averaged" if len(averaged) in (0, members) else
+                                         f"the best {len(averaged)} averaged")
 
 
 def restart_line(attempt: Attempt) -> str:
@@ -87,15 +91,20 @@ def restart_line(attempt: Attempt) -> str:
             f"{attempt.seed + 1}")
 
 
-def attempt_lines(attempts: Sequence[Attempt]) -> list[str]:
-    """The training runs of one `train` call (with restarts or several learners), each learner's kept one marked."""
+def attempt_lines(attempts: Sequence[Attempt], averaged: Sequence[int] = ()) -> list[str]:
+    """The training runs of one `train` call (with restarts or several learners), each learner's kept one marked
+    and, where only some learners were averaged (`averaged`), those left out."""
     several = any(a.member for a in attempts)
-    lines = [f"{len(attempts)} training runs" + (f" by {1 + max(a.member for a in attempts)} learners"
-                                                 if several else "")
-             + f" (a run whose kept checkpoint scores above {POOR_SCORE:g} is trained again with the next seed; "
-             "the best is kept):"]
+    learners = 1 + max(a.member for a in attempts)
+    restarted = len(attempts) > learners
+    out_of_mean = set(range(learners)) - set(averaged) if averaged else set()
+    lines = [f"{len(attempts)} training runs" + (f" by {learners} learners" if several else "")
+             + (f" (a run whose kept checkpoint scores above {POOR_SCORE:g} is trained again with the next seed; "
+                "the best is kept)" if restarted else "")
+             + (f"; the {len(averaged)} best-scoring learners' tables averaged" if out_of_mean else "") + ":"]
     for a in attempts:
         score = "-" if a.score is None else f"{a.score:.3f}"
+        mark = ("   ← kept" + (", left out of the mean" if a.member in out_of_mean else "")) if a.kept else ""
         lines.append(("  learner " + f"{a.member}" if several else "") + f"  seed {a.seed:>6}  score {score:>7}  "
-                     f"{a.seconds:>6.1f} s" + ("   ← kept" if a.kept else ""))
+                     f"{a.seconds:>6.1f} s" + mark)
     return lines

@@ -21,11 +21,13 @@ repeated from the same starting table with the next training seed (validated on 
 Members: what a tabular learner ends with depends on its seed (near-equal Q-values reordered by a few unlucky
 updates). With `members`, that many learners train the same number of episodes each from the same starting
 table on their own scenario streams (member 0 on the seed's own, so its table is a lone run's), each with its
-own checkpoints and restarts, and the policy ends with the mean of their kept tables (`mean_table`): the noise
-of independent estimates averages out, a real difference between two actions does not. The mean is scored on the
-same validation episodes; should it score above `POOR_SCORE` and worse than a learner's kept table, the
-best learner's table is used instead (`fallback`), as a poor run is trained again. `selfheal train` uses
-`DEFAULT_MEMBERS`; measured in `README.md` (Decision).
+own checkpoints (and restarts, if asked for), and the policy ends with the mean (`mean_table`) of the kept tables
+of the `averaged` learners whose kept checkpoints scored best (all of them by default; `selfheal train` averages
+the best 3 of 4): the noise of independent estimates averages out, a real difference between two actions does
+not, and a poor run is left out instead of trained again (which made the training time depend on luck). The mean
+is scored on the same validation episodes; should it score above `POOR_SCORE` and worse than a learner's kept
+table, the best learner's table is used instead (`fallback`). `selfheal train` uses `DEFAULT_MEMBERS` and
+`DEFAULT_AVERAGED`; measured in `README.md` (Decision).
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ class TrainingRun:
     member: int = 0  # the learner it belongs to (see Members)
     ensemble: Checkpoint | None = None  # with members: the averaged table's validation score (chosen: in use)
     fallback: int | None = None  # with members: the learner whose table is used because the mean scored poorly
+    averaged: tuple[int, ...] = ()  # with members: the learners whose kept tables were averaged
 
     @property
     def chosen(self) -> Checkpoint | None:
@@ -110,7 +113,8 @@ class TrainingRun:
                 "checkpoints": [c.to_dict() for c in self.checkpoints],
                 "attempts": [a.to_dict() for a in self.attempts],
                 "members": 1 + max((a.member for a in self.attempts), default=0),
-                "ensemble": None if self.ensemble is None else self.ensemble.to_dict(), "fallback": self.fallback}
+                "ensemble": None if self.ensemble is None else self.ensemble.to_dict(), "fallback": self.fallback,
+                "averaged": list(self.averaged)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +137,9 @@ class Attempt:
 
 
 KEEP_LEARNED = 2000
-DEFAULT_RESTARTS = 2  # `selfheal train`'s and the bench's: at most three runs
-DEFAULT_MEMBERS = 2  # `selfheal train`'s and the bench's: two learners averaged, see Members
+DEFAULT_RESTARTS = 0  # `selfheal train`'s and the bench's: a poor run is left out (see Members), not trained again
+DEFAULT_MEMBERS = 4  # `selfheal train`'s and the bench's: four learners, ...
+DEFAULT_AVERAGED = 3  # ... the best three averaged (see Members)
 POOR_SCORE = 1.1  # a kept checkpoint scoring above this (MTTR × the oracle's) marks a poor run: see Restarts
 VALIDATION_FAMILIES = ("single", "mixed", "ambiguous", "novel")
 VALIDATION_EPISODES = 120  # spread equally over VALIDATION_FAMILIES
@@ -212,7 +217,7 @@ def train(policy: QLearningPolicy, *, episodes: int, seed: int = 0, batch_size: 
           progress: Callable[[int, int], None] | None = None,
           checkpoints: Sequence[int] = (), validation_episodes: int = VALIDATION_EPISODES,
           jobs: int = 1, restarts: int = 0, on_restart: Callable[[Attempt], None] | None = None,
-          members: int = 1) -> TrainingRun:
+          members: int = 1, averaged: int | None = None) -> TrainingRun:
     """Train `policy` for `episodes` episodes (its table is updated in place). With `checkpoints` (episode
     counts, e.g. `default_checkpoints(episodes)`), the policy ends with the table of the best-scoring one;
     with `jobs` > 1 they are scored in another process while training continues (identical results). With
@@ -222,12 +227,15 @@ def train(policy: QLearningPolicy, *, episodes: int, seed: int = 0, batch_size: 
 
     With `members` > 1 (see Members), that many learners train `episodes` episodes each from the same starting
     table, member 0 on `seed`'s stream (a lone run's), each with its own checkpoints and restarts, and the
-    policy ends with the mean of their kept tables, scored on the validation episodes (`ensemble`), or with the
-    best learner's table where the mean scores poorly (`fallback`, see Members). The run
+    policy ends with the mean of the kept tables of the `averaged` (default: all) whose kept checkpoints scored
+    best (ties: the lower learner; without checkpoints the first ones), scored on the validation episodes
+    (`ensemble`), or with the best learner's table where the mean scores poorly (`fallback`, see Members). The run
     returned is member 0's, with every member's attempts and checkpoints; `seconds` is the wall time. With
     `jobs` > 1 the other members train in other processes (`progress` counts every member's episodes)."""
-    if episodes < 1 or batch_size < 1 or jobs < 1 or restarts < 0 or members < 1:
-        raise ValueError("episodes, batch_size, jobs and members must be at least 1, restarts at least 0")
+    averaged = members if averaged is None else averaged
+    if episodes < 1 or batch_size < 1 or jobs < 1 or restarts < 0 or members < 1 or not 1 <= averaged <= members:
+        raise ValueError("episodes, batch_size, jobs and members must be at least 1, restarts at least 0, and the "
+                         "learners averaged between 1 and members")
     spec = _Spec(episodes, seed, batch_size, mix, weights, tuple(checkpoints), validation_episodes, restarts)
     if members == 1:
         scorer = spec.scorer(jobs)
@@ -238,7 +246,7 @@ def train(policy: QLearningPolicy, *, episodes: int, seed: int = 0, batch_size: 
                 scorer.close()
     crew = _Crew(members, episodes, jobs, progress, on_restart)
     try:
-        return _train_members(policy, spec, members, crew)
+        return _train_members(policy, spec, members, averaged, crew)
     finally:
         crew.close()
 
@@ -285,17 +293,16 @@ def _train_member(policy: QLearningPolicy, spec: _Spec, member: int, scorer: _Sc
     return replace(run, seconds=sum(r.seconds for r, _t, _e in runs), attempts=attempts)
 
 
-def _train_members(policy: QLearningPolicy, spec: _Spec, members: int, crew: _Crew) -> TrainingRun:
-    """`members` learners from the policy's table, averaged (see Members): member 0 here, the others in the
-    crew's spawned processes (each scoring its own checkpoints), or one after another here without them."""
+def _train_members(policy: QLearningPolicy, spec: _Spec, members: int, averaged: int, crew: _Crew) -> TrainingRun:
+    """`members` learners from the policy's table, the best `averaged` averaged (see Members): member 0 here, the
+    others in the crew's spawned processes (each scoring its own checkpoints), or one after another here."""
     t0 = time.perf_counter()
     start_table, start_episodes = policy.table.copy(), policy.episodes
     others = range(1, members)
     futures = {m: crew.pool.submit(_member_in_worker, spec, m, start_table, policy.params, start_episodes)
                for m in others} if crew.pool is not None else {}
-    # Learner 0's checkpoints are scored in a process of their own with jobs > 1: once learner 1 is done, a restart
-    # of learner 0 uses both cores (seed 89: 52 s instead of 61). Learner 1 scores its own in its process (a scoring
-    # process for it too made the side-by-side part slower, 58 s in all).
+    # Learner 0's checkpoints are scored in a process of their own with jobs > 1 (once the others are done, a restart
+    # of learner 0 uses both cores); the other learners score theirs in their own processes.
     scorer = spec.scorer(crew.jobs)
     try:
         first = _train_member(policy, spec, 0, scorer, progress=crew.report(0), on_restart=crew.on_restart)
@@ -305,13 +312,15 @@ def _train_members(policy: QLearningPolicy, spec: _Spec, members: int, crew: _Cr
             learner = QLearningPolicy(start_table.copy(), policy.params, episodes=start_episodes)
             results[m] = (_train_member(learner, spec, m, scorer, progress=crew.report(m),
                                         on_restart=crew.on_restart), learner.table)
-        policy.table = mean_table([results[m][1] for m in range(members)])
+        ranked = sorted(range(members), key=lambda m: (_kept_score(results[m][0]), m))  # best kept score first
+        chosen = tuple(sorted(ranked[:averaged]))
+        policy.table = mean_table([results[m][1] for m in chosen])
         policy.episodes = start_episodes + spec.episodes
         ensemble, fallback = None, None
         if scorer is not None:
             job, point = scorer.submit(policy, spec.episodes)
             ensemble = _result(point, job)
-            best = min(range(members), key=lambda m: _kept_score(results[m][0]))
+            best = ranked[0]
             if ensemble.score > POOR_SCORE and _kept_score(results[best][0]) < ensemble.score:
                 policy.table, fallback = results[best][1], best  # a poor mean: the best learner's table instead
             ensemble = replace(ensemble, chosen=fallback is None)
@@ -320,7 +329,8 @@ def _train_members(policy: QLearningPolicy, spec: _Spec, members: int, crew: _Cr
             scorer.close()
     runs = [results[m][0] for m in range(members)]
     return replace(runs[0], seconds=time.perf_counter() - t0, attempts=[a for r in runs for a in r.attempts],
-                   checkpoints=[c for r in runs for c in r.checkpoints], ensemble=ensemble, fallback=fallback)
+                   checkpoints=[c for r in runs for c in r.checkpoints], ensemble=ensemble, fallback=fallback,
+                   averaged=chosen)
 
 
 class _Crew:
@@ -335,7 +345,9 @@ class _Crew:
         if jobs > 1:
             ctx = get_context("spawn")
             self.queue = ctx.Queue()
-            self.pool = ProcessPoolExecutor(max_workers=min(jobs - 1, members - 1), mp_context=ctx,
+            # Every other learner in a process of its own: on two cores three learners side by side finish together
+            # instead of learner 2 starting once learner 1 is done while learner 0's core idles.
+            self.pool = ProcessPoolExecutor(max_workers=members - 1, mp_context=ctx,
                                             initializer=_worker_reports_to, initargs=(self.queue,))
 
     def report(self, member: int) -> Callable[[int, int], None]:

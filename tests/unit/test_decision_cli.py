@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from engine.feedback import memory
+from engine.feedback.training import DEFAULT_AVERAGED, DEFAULT_MEMBERS
 from engine.settings import load_settings
 from engine.store import decision_repo
 from engine.store.db import Store
@@ -55,9 +56,11 @@ def test_bench_rl_scores_every_policy_and_is_deterministic(tmp_path):
             attempt.pop("seconds")
         runs.append(data)
     assert runs[0] == runs[1]
-    # 20 episodes: no checkpoints, so nothing to judge the runs by and no restart; two learners averaged.
-    assert runs[0]["training"]["attempts"] == [{"seed": 1, "score": None, "kept": True, "member": m} for m in (0, 1)]
-    assert runs[0]["training"]["members"] == 2 and runs[0]["training"]["ensemble"] is None
+    # 20 episodes: no checkpoints, so nothing to judge the learners by: the first three of four are averaged.
+    assert runs[0]["training"]["attempts"] == [{"seed": 1, "score": None, "kept": True, "member": m}
+                                               for m in range(DEFAULT_MEMBERS)]
+    assert runs[0]["training"]["members"] == DEFAULT_MEMBERS == 4 and runs[0]["training"]["ensemble"] is None
+    assert runs[0]["training"]["averaged"] == list(range(DEFAULT_AVERAGED)) == [0, 1, 2]
     assert runs[0]["training"]["fallback"] is None
     policies = runs[0]["policies"]
     assert set(policies) == {"qlearning", "rules", "manual", "oracle", "none"}

@@ -178,7 +178,7 @@ def test_a_poor_run_is_trained_again_with_the_next_seed_and_the_best_run_is_kept
         train(from_start(), seed=4, restarts=-1, **kwargs)
 
 
-def test_two_learners_train_on_their_own_streams_and_the_policy_keeps_the_mean_of_their_tables(monkeypatch):
+def test_three_learners_train_on_their_own_streams_and_the_policy_keeps_the_mean_of_their_tables(monkeypatch):
     monkeypatch.setattr(training, "POOR_SCORE", float("inf"))  # 20 episodes score poorly: no restart, no fallback
     start = QTable()
     start.set("network_failure|any|q-normal", ActionKind.RETRY_WITH_BACKOFF, 12.0, visits=40)  # a stored table
@@ -186,30 +186,42 @@ def test_two_learners_train_on_their_own_streams_and_the_policy_keeps_the_mean_o
     lone = QLearningPolicy(start.copy(), episodes=100)
     train(lone, seed=4, **kwargs)
     runs, tables = [], []
-    for jobs in (1, 2):  # 2: the second learner trains in another process; the same result
+    for jobs in (1, 2):  # 2: learners 1 and 2 train in processes of their own; the same result
         agent, heard = QLearningPolicy(start.copy(), episodes=100), []
-        runs.append(train(agent, seed=4, members=2, jobs=jobs, progress=lambda d, t, heard=heard: heard.append((d, t)),
+        runs.append(train(agent, seed=4, members=3, jobs=jobs, progress=lambda d, t, heard=heard: heard.append((d, t)),
                           **kwargs))
         tables.append(agent.table.values)
-        assert heard[-1] == (40, 40) and all(t == 40 for _d, t in heard)  # both learners' episodes counted
+        assert heard[-1] == (60, 60) and all(t == 60 for _d, t in heard)  # every learner's episodes counted
         assert agent.episodes == 120
     run = runs[0]
     assert tables[0] == tables[1] and [a.to_dict() | {"seconds": 0} for a in run.attempts] == \
         [a.to_dict() | {"seconds": 0} for a in runs[1].attempts] and run.ensemble == runs[1].ensemble
-    assert [(a.member, a.seed, a.kept) for a in run.attempts] == [(0, 4, True), (1, 4, True)]
-    assert [c.member for c in run.checkpoints] == [0, 0, 1, 1]
-    # Learner 0 is a lone run of the seed; learner 1 trains on its own stream from the same starting table; the
-    # policy ends with the mean of both kept tables, and the averaged table's validation score is reported.
-    other = QLearningPolicy(start.copy(), episodes=100)
-    spec = training._Spec(20, 4, 10, None, None, (10, 20), 8, 0)
-    alone = training._train_member(other, spec, 1, training._Scorer(4, 8, jobs=1), progress=None)
-    assert alone.records != run.records and alone.checkpoints == run.checkpoints[2:]
-    assert mean_table([lone.table, other.table]).values == tables[0]
-    agent = QLearningPolicy(mean_table([lone.table, other.table]))
+    assert [(a.member, a.seed, a.kept) for a in run.attempts] == [(0, 4, True), (1, 4, True), (2, 4, True)]
+    assert [c.member for c in run.checkpoints] == [0, 0, 1, 1, 2, 2]
+    # Learner 0 is a lone run of the seed; the others train on their own streams from the same starting table;
+    # the policy ends with the mean of the kept tables, and the averaged table's validation score is reported.
+    others = []
+    for member in (1, 2):
+        other = QLearningPolicy(start.copy(), episodes=100)
+        spec = training._Spec(20, 4, 10, None, None, (10, 20), 8, 0)
+        alone = training._train_member(other, spec, member, training._Scorer(4, 8, jobs=1), progress=None)
+        assert alone.records != run.records and alone.checkpoints == run.checkpoints[2 * member:2 * member + 2]
+        others.append(other.table)
+    assert mean_table([lone.table, *others]).values == tables[0]
+    agent = QLearningPolicy(mean_table([lone.table, *others]))
     assert run.ensemble == replace(Validation(4, episodes=8).score(agent, 20), chosen=True)  # the table in use
-    assert run.summary(seed=4, episodes_total=120)["members"] == 2 and run.fallback is None and run.ensemble.chosen
-    with pytest.raises(ValueError, match="members"):
-        train(QLearningPolicy(), seed=4, members=0, **kwargs)
+    assert run.summary(seed=4, episodes_total=120)["members"] == 3 and run.fallback is None and run.ensemble.chosen
+    assert run.averaged == (0, 1, 2)
+    # Averaging only the best two: the learners whose kept checkpoints scored lowest (the same runs as above).
+    best_two = QLearningPolicy(start.copy(), episodes=100)
+    two = train(best_two, seed=4, members=3, averaged=2, **kwargs)
+    kept = {a.member: a.score for a in run.attempts}
+    assert two.averaged == tuple(sorted(sorted(kept, key=lambda m: (kept[m], m))[:2]))
+    assert best_two.table.values == mean_table([[lone.table, *others][m] for m in two.averaged]).values
+    assert two.summary(seed=4, episodes_total=120)["averaged"] == list(two.averaged)
+    for bad in (dict(members=0), dict(members=2, averaged=3), dict(members=2, averaged=0)):
+        with pytest.raises(ValueError, match="members"):
+            train(QLearningPolicy(), seed=4, **bad, **kwargs)
 
 
 def test_a_poorly_scoring_mean_gives_way_to_the_best_learners_table(monkeypatch):
