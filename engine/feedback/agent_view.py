@@ -81,8 +81,8 @@ def attempts_note(training: dict[str, Any]) -> str | None:
         ensemble, fallback = training.get("ensemble"), training.get("fallback")
         averaged = training.get("averaged") or list(range(several))
         whose = ("their kept tables" if len(averaged) == several else
-                 f"the kept tables of the {len(averaged)} that scored best (learners "
-                 + ", ".join(map(str, averaged)) + ")")
+                 f"the kept tables of the {len(averaged)} that scored best, learners "
+                 + ", ".join(map(str, averaged[:-1])) + f" and {averaged[-1]}")
         if fallback is None:
             notes.append(f"{several} learners trained side by side on their own scenario streams; the table in use "
                          f"is the mean of {whose}" + (f" (it scores {ensemble['score']:.3f})" if ensemble

@@ -224,6 +224,24 @@ def test_three_learners_train_on_their_own_streams_and_the_policy_keeps_the_mean
             train(QLearningPolicy(), seed=4, **bad, **kwargs)
 
 
+def test_the_runs_list_and_the_agent_note_name_the_learners_left_out_of_the_mean():
+    from engine.feedback.agent_view import attempts_note
+    from engine.feedback.summaries import attempt_lines, learners_phrase
+    from engine.feedback.training import Attempt
+
+    attempts = [Attempt(7, score, 30.0, kept=True, member=m) for m, score in enumerate((1.3, 0.98, 1.02, 1.05))]
+    assert learners_phrase(4, None, (1, 2, 3)) == " × 4 learners, the best 3 averaged"
+    assert learners_phrase(2, None, (0, 1)) == " × 2 learners, averaged"
+    assert learners_phrase(4, 1, (1, 2, 3)) == " × 4 learners (learner 1's table kept)"
+    lines = attempt_lines(attempts, (1, 2, 3))
+    assert lines[0] == "4 training runs by 4 learners; the 3 best-scoring learners' tables averaged:"
+    assert lines[1].endswith("← kept, left out of the mean") and all(x.endswith("← kept") for x in lines[2:])
+    note = attempts_note({"attempts": [a.to_dict() for a in attempts], "averaged": [1, 2, 3], "fallback": None,
+                          "ensemble": {"score": 0.97}})
+    assert note == ("4 learners trained side by side on their own scenario streams; the table in use is the mean of "
+                    "the kept tables of the 3 that scored best, learners 1, 2 and 3 (it scores 0.970).")
+
+
 def test_a_poorly_scoring_mean_gives_way_to_the_best_learners_table(monkeypatch):
     kwargs = dict(episodes=20, batch_size=10, checkpoints=(10, 20), validation_episodes=8, seed=4, members=2)
     monkeypatch.setattr(training, "POOR_SCORE", float("inf"))  # no run and no mean is poor: the mean is kept
