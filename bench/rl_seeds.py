@@ -42,7 +42,7 @@ def _baseline(job: tuple[str, str, int, int]) -> tuple[tuple[str, str, int], flo
 
 
 def _seed(job: tuple[int, tuple[int, ...], int, int, int, int]
-          ) -> tuple[int, dict[tuple[str, int], float], float, list[float], list[dict]]:
+          ) -> tuple[int, dict[tuple[str, int], float], float, list[float], list[dict], dict]:
     from engine.decision.qlearning import QLearningPolicy
     from engine.feedback.bench import run_policy
     from engine.feedback.curriculum import held_out
@@ -55,7 +55,9 @@ def _seed(job: tuple[int, tuple[int, ...], int, int, int, int]
     mttr = {(family, h): _mean_mttr([run_policy(sc, "qlearning", qtable_policy=agent, seed=seed)
                                      for sc in held_out(family, count, h)])
             for h in heldouts for family in FAMILIES}
-    return seed, mttr, run.seconds, [c.score for c in run.checkpoints], [a.to_dict() for a in run.attempts]
+    table = {"averaged": list(run.averaged), "fallback": run.fallback,
+             "mean_score": None if run.ensemble is None else run.ensemble.score}
+    return seed, mttr, run.seconds, [c.score for c in run.checkpoints], [a.to_dict() for a in run.attempts], table
 
 
 def _limit(family: str, rules: float, oracle: float) -> float:
@@ -98,16 +100,18 @@ def main() -> None:
             print(f"  held-out {h}: " + "; ".join(
                 f"{f} rules {base[('rules', f, h)]:.2f} oracle {base[('oracle', f, h)]:.2f}" for f in FAMILIES))
         jobs = [(s, heldouts, args.count, args.restarts, args.members, min(args.average, args.members)) for s in seeds]
-        for seed, mttr, seconds, scores, attempts in pool.imap_unordered(_seed, jobs):
+        for seed, mttr, seconds, scores, attempts, table in pool.imap_unordered(_seed, jobs):
             for h in heldouts:
                 met = {f: mttr[(f, h)] <= _limit(f, base[("rules", f, h)], base[("oracle", f, h)]) for f in FAMILIES}
                 cells.append({"seed": seed, "heldout": h, "mttr": {f: round(mttr[(f, h)], 3) for f in FAMILIES},
                               "met": met, "training_seconds": round(seconds, 1), "checkpoint_scores": scores,
-                              "attempts": attempts})
+                              "attempts": attempts, "table": table})
                 print(f"seed {seed:>3} held-out {h}: " + "  ".join(
                     f"{f} {mttr[(f, h)]:6.2f}{' ' if met[f] else '✗'}" for f in FAMILIES)
                     + ("  all met" if all(met.values()) else "") + f"  (trained in {seconds:.0f} s"
                     + (f", {len(attempts)} runs by {args.members} learners" if len(attempts) > args.members
+                       else "")
+                    + (f", learner {table['fallback']}'s table: the mean scored poorly" if table["fallback"] is not None
                        else "") + ")", flush=True)
     n = len(cells)
     print(f"\n{sum(all(c['met'].values()) for c in cells)} of {n} cells meet every check; by family: "
