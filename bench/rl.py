@@ -29,6 +29,7 @@ from engine.feedback.training import (
     DEFAULT_AVERAGED,
     DEFAULT_MEMBERS,
     DEFAULT_RESTARTS,
+    default_averaged,
     default_checkpoints,
     default_jobs,
     train,
@@ -83,8 +84,8 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--members", type=int, default=DEFAULT_MEMBERS, help="learners trained (as selfheal train)")
-    ap.add_argument("--average", type=int, default=DEFAULT_AVERAGED,
-                    help="the best-scoring learners averaged (as selfheal train)")
+    ap.add_argument("--average", type=int, default=None,
+                    help=f"the best-scoring learners averaged (default {DEFAULT_AVERAGED}, as selfheal train)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="selfheal-rl-"))
@@ -92,7 +93,7 @@ def main() -> None:
     agent = QLearningPolicy()
     run = train(agent, episodes=args.episodes, seed=args.seed, checkpoints=default_checkpoints(args.episodes),
                 jobs=default_jobs(), restarts=DEFAULT_RESTARTS, members=args.members,
-                averaged=min(args.average, args.members))
+                averaged=default_averaged(args.members) if args.average is None else args.average)
     each = learners_phrase(args.members, run.fallback, run.averaged) + ("," if args.members > 1 else "")
     print(f"trained {len(run.records)} episodes{each} in {run.seconds:.1f} s (checkpoint scoring included); "
           f"{len(agent.table.values)} states, {len(agent.table)} Q-values (held-out sets in {out})")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.feedback.training import DEFAULT_AVERAGED, DEFAULT_MEMBERS, DEFAULT_RESTARTS
+from engine.feedback.training import DEFAULT_AVERAGED, DEFAULT_MEMBERS, DEFAULT_RESTARTS, default_averaged
 
 FAMILIES = ("single", "mixed", "ambiguous")
 EPISODES = 1000
@@ -82,7 +82,7 @@ def main() -> None:
                          f"{DEFAULT_RESTARTS}, as `selfheal train`)")
     ap.add_argument("--members", type=int, default=DEFAULT_MEMBERS,
                     help=f"learners trained per table (default {DEFAULT_MEMBERS}, as `selfheal train`)")
-    ap.add_argument("--average", type=int, default=DEFAULT_AVERAGED,
+    ap.add_argument("--average", type=int, default=None,
                     help=f"the best-scoring learners averaged (default {DEFAULT_AVERAGED}, as `selfheal train`)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="processes")
     ap.add_argument("--json", type=Path)
@@ -99,7 +99,8 @@ def main() -> None:
         for h in heldouts:
             print(f"  held-out {h}: " + "; ".join(
                 f"{f} rules {base[('rules', f, h)]:.2f} oracle {base[('oracle', f, h)]:.2f}" for f in FAMILIES))
-        jobs = [(s, heldouts, args.count, args.restarts, args.members, min(args.average, args.members)) for s in seeds]
+        averaged = default_averaged(args.members) if args.average is None else args.average
+        jobs = [(s, heldouts, args.count, args.restarts, args.members, averaged) for s in seeds]
         for seed, mttr, seconds, scores, attempts, table in pool.imap_unordered(_seed, jobs):
             for h in heldouts:
                 met = {f: mttr[(f, h)] <= _limit(f, base[("rules", f, h)], base[("oracle", f, h)]) for f in FAMILIES}

@@ -218,10 +218,12 @@ app.add_typer(bench_app, name="bench")
 
 
 def _averaged(members: int, average: int | None) -> int:
-    """How many learners' tables to average: `--average`, else 3 (at most `members`); more than `members` is an
-    error."""
+    """How many learners' tables to average: `--average`, else the default for `members`; more than `members` is
+    an error."""
+    from engine.feedback.training import default_averaged
+
     if average is None:
-        return min(3, members)  # engine.feedback.training.DEFAULT_AVERAGED (not imported: the CLI starts fast)
+        return default_averaged(members)
     if average > members:
         raise typer.BadParameter(f"cannot average {average} of {members} learners", param_hint="--average")
     return average
@@ -265,6 +267,7 @@ def train(
     from engine.settings import load_settings
     from engine.store.db import Store
 
+    averaged = _averaged(members, average)
     try:
         db = Store.open(store or load_settings().store_url)
         agent = memory.load_policy(db, explore=True)
@@ -277,7 +280,7 @@ def train(
                                checkpoints=default_checkpoints(episodes) if select else (),
                                progress=lambda done, _total: bar.update(task, completed=done),
                                jobs=jobs or default_jobs(), restarts=restarts, members=members,
-                               averaged=_averaged(members, average),
+                               averaged=averaged,
                                on_restart=lambda a: err.print(restart_line(a), highlight=False))
         with db.transaction() as conn:
             memory.record_training(conn, agent, run, seed=seed, now=datetime.now(UTC))

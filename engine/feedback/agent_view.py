@@ -80,10 +80,8 @@ def attempts_note(training: dict[str, Any]) -> str | None:
     if several > 1:
         ensemble, fallback = training.get("ensemble"), training.get("fallback")
         averaged = training.get("averaged") or list(range(several))
-        names = ", ".join(map(str, averaged[:-1])) + f" and {averaged[-1]}" if len(averaged) > 1 else ""
-        whose = ("their kept tables" if len(averaged) == several else
-                 f"the kept tables of the {len(averaged)} that scored best, learners {names}" if names else
-                 f"the kept table of the one that scored best, learner {averaged[0]}")
+        whose = ("their kept tables" if len(averaged) == several else f"the kept tables of the {len(averaged)} "
+                 "that scored best, learners " + ", ".join(map(str, averaged)))
         if fallback is None:
             notes.append(f"{several} learners trained side by side on their own scenario streams; the table in use "
                          f"is the mean of {whose}" + (f" (it scores {ensemble['score']:.3f})" if ensemble

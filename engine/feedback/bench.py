@@ -22,10 +22,10 @@ from engine.feedback.arena import Arena
 from engine.feedback.curriculum import load_dir
 from engine.feedback.evaluate import arena_report
 from engine.feedback.training import (
-    DEFAULT_AVERAGED,
     DEFAULT_MEMBERS,
     DEFAULT_RESTARTS,
     TrainingRun,
+    default_averaged,
     default_checkpoints,
     train,
 )
@@ -91,10 +91,11 @@ def bench(scenarios: Path, *, episodes: int = 1000, seed: int = 0, policies: Seq
           params: QParams | None = None, trained: QLearningPolicy | None = None,
           progress: Callable[[str, int, int], None] | None = None, jobs: int = 1,
           restarts: int = DEFAULT_RESTARTS, members: int = DEFAULT_MEMBERS,
-          averaged: int | None = DEFAULT_AVERAGED) -> dict[str, Any]:
+          averaged: int | None = None) -> dict[str, Any]:
     """Train (unless `trained` is given; `members` learners, each keeping the best of the default checkpoints and
     trained again after a poor run up to `restarts` times, side by side with `jobs` > 1, the `averaged` best of
-    them averaged), then score every policy on every scenario file in `scenarios`."""
+    them averaged, by default `default_averaged(members)`), then score every policy on every scenario file in
+    `scenarios`."""
     files = load_dir(scenarios)
     if not files:
         raise SelfhealError(f"no scenario files (*.json) in {scenarios}")
@@ -107,7 +108,7 @@ def bench(scenarios: Path, *, episodes: int = 1000, seed: int = 0, policies: Seq
         agent = QLearningPolicy(params=params)
         run = train(agent, episodes=episodes, seed=seed, checkpoints=default_checkpoints(episodes), jobs=jobs,
                     progress=(lambda d, t: progress("training", d, t)) if progress else None, restarts=restarts,
-                    members=members, averaged=None if averaged is None else min(averaged, members))
+                    members=members, averaged=default_averaged(members) if averaged is None else averaged)
     out: dict[str, Any] = {"scenarios": str(scenarios), "files": len(files), "seed": seed, "policies": {}}
     if run is not None:
         out["training"] = {"episodes": len(run.records), "seconds": round(run.seconds, 2),

@@ -196,6 +196,11 @@ class Validation:
         return Checkpoint(episodes, round(float(np.mean(ratio)), 4), {f: round(v, 2) for f, v in mttr.items()})
 
 
+def default_averaged(members: int) -> int:
+    """How many of `members` learners `selfheal train` averages: `DEFAULT_AVERAGED`, or all of fewer."""
+    return min(DEFAULT_AVERAGED, members)
+
+
 def default_jobs() -> int:
     """Processes `selfheal train` uses: training plus one scoring checkpoints, where there are two cores."""
     return min(2, os.cpu_count() or 1)

@@ -68,6 +68,9 @@ def test_bench_rl_scores_every_policy_and_is_deterministic(tmp_path):
         assert {"mttr_minutes_mean", "mttr_minutes_p95", "mttd_minutes_mean", "slo_attainment",
                 "auto_resolved_share", "actions_per_incident", "cost"} <= set(row)
     assert policies["oracle"]["mttr_minutes_mean"] <= policies["manual"]["mttr_minutes_mean"]
+    too_many = _cli("bench", "rl", "--scenarios", str(tmp_path / "sets" / "ambiguous"), "--members", "2",
+                    "--average", "3")
+    assert too_many.returncode == 2 and "cannot average 3 of 2 learners" in too_many.stderr
     (tmp_path / "empty").mkdir()
     empty = _cli("bench", "rl", "--scenarios", str(tmp_path / "empty"), "--episodes", "5")
     assert empty.returncode == 2 and "no scenario files" in empty.stderr

@@ -239,7 +239,7 @@ def test_the_runs_list_and_the_agent_note_name_the_learners_left_out_of_the_mean
     note = attempts_note({"attempts": [a.to_dict() for a in attempts], "averaged": [1, 2, 3], "fallback": None,
                           "ensemble": {"score": 0.97}})
     assert note == ("4 learners trained side by side on their own scenario streams; the table in use is the mean of "
-                    "the kept tables of the 3 that scored best, learners 1, 2 and 3 (it scores 0.970).")
+                    "the kept tables of the 3 that scored best, learners 1, 2, 3 (it scores 0.970).")
 
 
 def test_a_poorly_scoring_mean_gives_way_to_the_best_learners_table(monkeypatch):
