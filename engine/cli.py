@@ -242,8 +242,9 @@ def train(
     select: Annotated[bool, typer.Option(help="Score the greedy policy at 60-100 % of the episodes on training-side "
                                               "validation episodes and keep the best table (runs of 200+ episodes)."
                                          )] = True,
-    jobs: Annotated[int | None, typer.Option(min=1, help="Processes: 2 scores checkpoints beside training (same "
-                                                         "result, faster); default 2 where there are two cores.")]
+    jobs: Annotated[int | None, typer.Option(min=1, help="Processes: the learners are dealt out over them (one "
+                                                         "learner: 2 scores checkpoints beside training); the same "
+                                                         "result, faster; default 2 where there are two cores.")]
     = None,
     restarts: Annotated[int, typer.Option(min=0, help="Train a learner again with the next seed (at most this many "
                                                       "times) while its kept checkpoint scores above 1.1 × the "

@@ -236,7 +236,8 @@ def train(policy: QLearningPolicy, *, episodes: int, seed: int = 0, batch_size: 
     best (ties: the lower learner; without checkpoints the first ones), scored on the validation episodes
     (`ensemble`), or with the best learner's table where the mean scores poorly (`fallback`, see Members). The run
     returned is member 0's, with every member's attempts and checkpoints; `seconds` is the wall time. With
-    `jobs` > 1 the other members train in other processes (`progress` counts every member's episodes)."""
+    `jobs` > 1 the members are dealt out over `jobs` processes, this one and spawned ones (`progress` counts every
+    member's episodes)."""
     averaged = members if averaged is None else averaged
     if episodes < 1 or batch_size < 1 or jobs < 1 or restarts < 0 or members < 1 or not 1 <= averaged <= members:
         raise ValueError("episodes, batch_size, jobs and members must be at least 1, restarts at least 0, and the "
@@ -299,24 +300,29 @@ def _train_member(policy: QLearningPolicy, spec: _Spec, member: int, scorer: _Sc
 
 
 def _train_members(policy: QLearningPolicy, spec: _Spec, members: int, averaged: int, crew: _Crew) -> TrainingRun:
-    """`members` learners from the policy's table, the best `averaged` averaged (see Members): member 0 here, the
-    others in the crew's spawned processes (each scoring its own checkpoints), or one after another here."""
+    """`members` learners from the policy's table, the best `averaged` averaged (see Members), dealt out over the
+    crew's processes: learner m trains in process m % jobs (0: here, the others spawned), each scoring its own
+    checkpoints; with `jobs` 1 all of them here, one after another."""
     t0 = time.perf_counter()
     start_table, start_episodes = policy.table.copy(), policy.episodes
-    others = range(1, members)
+    here = [m for m in range(members) if crew.pool is None or m % crew.jobs == 0]
     futures = {m: crew.pool.submit(_member_in_worker, spec, m, start_table, policy.params, start_episodes)
-               for m in others} if crew.pool is not None else {}
-    # Learner 0's checkpoints are scored in a process of their own with jobs > 1 (once the others are done, a restart
-    # of learner 0 uses both cores); the other learners score theirs in their own processes.
-    scorer = spec.scorer(crew.jobs)
+               for m in range(members) if m not in here} if crew.pool is not None else {}
+    # Learners score their checkpoints in their own process: a scoring process of its own for the learners here would
+    # only add a process to the cores' share and a validation set to build. With restarts they keep one (once the
+    # others are done, a restart here then uses both cores).
+    scorer = spec.scorer(crew.jobs if spec.restarts else 1)
+
+    def train_here(m: int) -> tuple[TrainingRun, QTable]:
+        learner = policy if m == 0 else QLearningPolicy(start_table.copy(), policy.params, episodes=start_episodes)
+        run = _train_member(learner, spec, m, scorer, progress=crew.report(m), on_restart=crew.on_restart)
+        return run, learner.table
+
     try:
-        first = _train_member(policy, spec, 0, scorer, progress=crew.report(0), on_restart=crew.on_restart)
-        results = {0: (first, policy.table)}
+        results = {m: train_here(m) for m in here}
         results |= crew.wait(futures)
-        for m in sorted(set(others) - set(results)):  # no other process (jobs 1), or it died: train it here
-            learner = QLearningPolicy(start_table.copy(), policy.params, episodes=start_episodes)
-            results[m] = (_train_member(learner, spec, m, scorer, progress=crew.report(m),
-                                        on_restart=crew.on_restart), learner.table)
+        for m in sorted(set(range(members)) - set(results)):  # its process died: train it here
+            results[m] = train_here(m)
         ranked = sorted(range(members), key=lambda m: (_kept_score(results[m][0]), m))  # best kept score first
         chosen = tuple(sorted(ranked[:averaged]))
         policy.table = mean_table([results[m][1] for m in chosen])
@@ -350,9 +356,9 @@ class _Crew:
         if jobs > 1:
             ctx = get_context("spawn")
             self.queue = ctx.Queue()
-            # Every other learner in a process of its own: on two cores three learners side by side finish together
-            # instead of learner 2 starting once learner 1 is done while learner 0's core idles.
-            self.pool = ProcessPoolExecutor(max_workers=members - 1, mp_context=ctx,
+            # `jobs` processes in all (this one and jobs - 1 spawned), each training its share of the learners one
+            # after another: four processes on two cores took ~1.5 times the CPU per learner that two did.
+            self.pool = ProcessPoolExecutor(max_workers=min(jobs, members) - 1, mp_context=ctx,
                                             initializer=_worker_reports_to, initargs=(self.queue,))
 
     def report(self, member: int) -> Callable[[int, int], None]:

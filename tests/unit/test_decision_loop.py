@@ -186,7 +186,7 @@ def test_three_learners_train_on_their_own_streams_and_the_policy_keeps_the_mean
     lone = QLearningPolicy(start.copy(), episodes=100)
     train(lone, seed=4, **kwargs)
     runs, tables = [], []
-    for jobs in (1, 2):  # 2: learners 1 and 2 train in processes of their own; the same result
+    for jobs in (1, 2):  # 2: learner 1 trains in a process of its own, 0 and 2 here; the same result
         agent, heard = QLearningPolicy(start.copy(), episodes=100), []
         runs.append(train(agent, seed=4, members=3, jobs=jobs, progress=lambda d, t, heard=heard: heard.append((d, t)),
                           **kwargs))
