@@ -33,6 +33,7 @@ table, the best learner's table is used instead (`fallback`). `selfheal train` u
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -404,7 +405,25 @@ _WORKER: dict[str, Any] = {}  # in a member's process: the queue it reports prog
 
 
 def _worker_reports_to(queue: Any) -> None:
+    _exit_with_parent()
     _WORKER["queue"] = queue
+
+
+PARENT_POLL_S = 1.0
+
+
+def _exit_with_parent() -> None:
+    """In a spawned training or scoring process: exit once the process that started it is gone. Killed outright
+    (`kill -9`, the OOM killer), `selfheal train` cannot shut its pool down, and the worker would train its learners
+    for no one, then wait on its queue for good."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _member_in_worker(spec: _Spec, member: int, table: QTable, params: QParams, episodes: int
@@ -426,7 +445,8 @@ class _Scorer:
 
     def __init__(self, seed: int, episodes: int, jobs: int) -> None:
         self.args = (seed, episodes)
-        self.pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) if jobs > 1 else None
+        self.pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"),
+                                        initializer=_exit_with_parent) if jobs > 1 else None
         self.validation: Validation | None = None
 
     def submit(self, policy: QLearningPolicy, mark: int) -> tuple[tuple, Future[Checkpoint] | Checkpoint]:
