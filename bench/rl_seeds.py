@@ -23,7 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.feedback.training import DEFAULT_AVERAGED, DEFAULT_MEMBERS, DEFAULT_RESTARTS, default_averaged
+from engine.feedback.training import (
+    DEFAULT_AVERAGED,
+    DEFAULT_MEMBERS,
+    DEFAULT_RESTARTS,
+    default_averaged,
+    exit_with_parent,
+)
 
 FAMILIES = ("single", "mixed", "ambiguous")
 EPISODES = 1000
@@ -91,7 +97,7 @@ def main() -> None:
     t0 = time.perf_counter()
     base: dict[tuple[str, str, int], float] = {}
     cells: list[dict] = []
-    with get_context("fork").Pool(max(1, args.jobs)) as pool:
+    with get_context("fork").Pool(max(1, args.jobs), initializer=exit_with_parent) as pool:
         jobs = [(p, f, h, args.count) for p in ("rules", "oracle") for f in FAMILIES for h in heldouts]
         for key, value in pool.imap_unordered(_baseline, jobs):
             base[key] = value

@@ -405,14 +405,14 @@ _WORKER: dict[str, Any] = {}  # in a member's process: the queue it reports prog
 
 
 def _worker_reports_to(queue: Any) -> None:
-    _exit_with_parent()
+    exit_with_parent()
     _WORKER["queue"] = queue
 
 
 PARENT_POLL_S = 1.0
 
 
-def _exit_with_parent() -> None:
+def exit_with_parent() -> None:
     """In a spawned training or scoring process: exit once the process that started it is gone. Killed outright
     (`kill -9`, the OOM killer), `selfheal train` cannot shut its pool down, and the worker would train its learners
     for no one, then wait on its queue for good."""
@@ -446,7 +446,7 @@ class _Scorer:
     def __init__(self, seed: int, episodes: int, jobs: int) -> None:
         self.args = (seed, episodes)
         self.pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"),
-                                        initializer=_exit_with_parent) if jobs > 1 else None
+                                        initializer=exit_with_parent) if jobs > 1 else None
         self.validation: Validation | None = None
 
     def submit(self, policy: QLearningPolicy, mark: int) -> tuple[tuple, Future[Checkpoint] | Checkpoint]:
