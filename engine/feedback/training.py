@@ -413,9 +413,9 @@ PARENT_POLL_S = 1.0
 
 
 def exit_with_parent() -> None:
-    """In a spawned training or scoring process: exit once the process that started it is gone. Killed outright
-    (`kill -9`, the OOM killer), `selfheal train` cannot shut its pool down, and the worker would train its learners
-    for no one, then wait on its queue for good."""
+    """In a worker process (a learners' or scoring process, a benchmark's pool; as its pool's initializer): exit once
+    the process that started it is gone. Killed outright (`kill -9`, the OOM killer), `selfheal train` cannot shut its
+    pool down, and the worker would train its learners for no one, then wait on its queue for good."""
     parent = os.getppid()
 
     def watch() -> None:
