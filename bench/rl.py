@@ -93,7 +93,7 @@ def main() -> None:
     agent = QLearningPolicy()
     run = train(agent, episodes=args.episodes, seed=args.seed, checkpoints=default_checkpoints(args.episodes),
                 jobs=default_jobs(), restarts=DEFAULT_RESTARTS, members=args.members,
-                averaged=default_averaged(args.members) if args.average is None else args.average)
+                averaged=default_averaged(args.members, args.average))
     each = learners_phrase(args.members, run.fallback, run.averaged) + ("," if args.members > 1 else "")
     print(f"trained {len(run.records)} episodes{each} in {run.seconds:.1f} s (checkpoint scoring included); "
           f"{len(agent.table.values)} states, {len(agent.table)} Q-values (held-out sets in {out})")

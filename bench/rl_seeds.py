@@ -105,7 +105,7 @@ def main() -> None:
         for h in heldouts:
             print(f"  held-out {h}: " + "; ".join(
                 f"{f} rules {base[('rules', f, h)]:.2f} oracle {base[('oracle', f, h)]:.2f}" for f in FAMILIES))
-        averaged = default_averaged(args.members) if args.average is None else args.average
+        averaged = default_averaged(args.members, args.average)
         jobs = [(s, heldouts, args.count, args.restarts, args.members, averaged) for s in seeds]
         for seed, mttr, seconds, scores, attempts, table in pool.imap_unordered(_seed, jobs):
             for h in heldouts:

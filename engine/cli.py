@@ -222,11 +222,9 @@ def _averaged(members: int, average: int | None) -> int:
     an error."""
     from engine.feedback.training import default_averaged
 
-    if average is None:
-        return default_averaged(members)
-    if average > members:
+    if average is not None and average > members:
         raise typer.BadParameter(f"cannot average {average} of {members} learners", param_hint="--average")
-    return average
+    return default_averaged(members, average)
 
 
 @app.command()

@@ -108,7 +108,7 @@ def bench(scenarios: Path, *, episodes: int = 1000, seed: int = 0, policies: Seq
         agent = QLearningPolicy(params=params)
         run = train(agent, episodes=episodes, seed=seed, checkpoints=default_checkpoints(episodes), jobs=jobs,
                     progress=(lambda d, t: progress("training", d, t)) if progress else None, restarts=restarts,
-                    members=members, averaged=default_averaged(members) if averaged is None else averaged)
+                    members=members, averaged=default_averaged(members, averaged))
     out: dict[str, Any] = {"scenarios": str(scenarios), "files": len(files), "seed": seed, "policies": {}}
     if run is not None:
         out["training"] = {"episodes": len(run.records), "seconds": round(run.seconds, 2),

@@ -197,9 +197,10 @@ class Validation:
         return Checkpoint(episodes, round(float(np.mean(ratio)), 4), {f: round(v, 2) for f, v in mttr.items()})
 
 
-def default_averaged(members: int) -> int:
-    """How many of `members` learners `selfheal train` averages: `DEFAULT_AVERAGED`, or all of fewer."""
-    return min(DEFAULT_AVERAGED, members)
+def default_averaged(members: int, asked: int | None = None) -> int:
+    """How many of `members` learners `selfheal train` averages: `asked` (e.g. `--average`) if given, else
+    `DEFAULT_AVERAGED`, or all of fewer."""
+    return min(DEFAULT_AVERAGED, members) if asked is None else asked
 
 
 def default_jobs() -> int:
