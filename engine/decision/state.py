@@ -9,7 +9,7 @@ training, so the agent is trained on exactly the state it gets live.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -194,9 +194,14 @@ def decode(key: str) -> dict[str, str]:
 
 
 def minute_views(samples: Iterable[StageSample], stage_rows: Iterable[StageHealth],
-                 pipe_rows: Iterable[PipelineHealth], targets: Mapping[str, float]
-                 ) -> dict[tuple[str, datetime], MinuteView]:
-    """Group one batch's analysis output into a view per (pipeline, minute)."""
+                 pipe_rows: Iterable[PipelineHealth], targets: Mapping[str, float], *,
+                 only: Collection[str] | None = None) -> dict[tuple[str, datetime], MinuteView]:
+    """Group one batch's analysis output into a view per (pipeline, minute), of the pipelines in `only` if
+    given (e.g. those with an incident: the healer reads no other)."""
+    if only is not None:
+        samples = [s for s in samples if s.pipeline_id in only]
+        stage_rows = [h for h in stage_rows if h.pipeline_id in only]
+        pipe_rows = [ph for ph in pipe_rows if ph.pipeline_id in only]
     metrics: dict[tuple[str, datetime], dict[Stage, Mapping[str, float]]] = defaultdict(dict)
     for s in samples:
         metrics[(s.pipeline_id, s.ts)][s.stage] = s.values

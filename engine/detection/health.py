@@ -61,11 +61,12 @@ def assess(batch: TelemetryBatch, pipelines: list[PipelineSpec], limits: Limits 
             statuses: dict[Stage, Health] = {}
             freshness = float("nan")
             for stage in STAGES:
-                m = metrics.get((pid, stage, ts))
+                key = (pid, stage, ts)
+                m = metrics.get(key)
                 if m is None:
                     continue
-                status, reason = _stage_status(m, worst_event.get((pid, stage, ts)), checks[stage])
-                sc = scores.get((pid, stage, ts))
+                status, reason = _stage_status(m, worst_event.get(key), checks[stage])
+                sc = scores.get(key)
                 if status is not Health.FAILED:
                     stalled = _stalled(m, sc, latency_limit[stage])
                     if stalled:
@@ -86,14 +87,17 @@ def assess(batch: TelemetryBatch, pipelines: list[PipelineSpec], limits: Limits 
 def pipeline_health(pid: str, ts: datetime, statuses: dict[Stage, Health], freshness_minutes: float,
                     target_minutes: float) -> PipelineHealth:
     """Worst stage status, at least degraded when freshness misses its target (unknown counts as missed)."""
-    worst = max(statuses.values(), key=lambda h: h.rank)
+    present = set(statuses.values())
+    worst = Health.FAILED if Health.FAILED in present else (
+        Health.DEGRADED if Health.DEGRADED in present else Health.HEALTHY)
     fresh_ok = freshness_minutes <= target_minutes  # NaN compares False: no freshness, no SLO credit
     if not fresh_ok and worst is Health.HEALTHY:
         worst = Health.DEGRADED
-    slo = fresh_ok and Health.FAILED not in statuses.values()
+    slo = fresh_ok and worst is not Health.FAILED
     return PipelineHealth(pid, ts, worst, round(freshness_minutes, 3), dict(statuses), slo)
 
 
+_HEALTHY = (Health.HEALTHY, "")
 STALLED_LATENCY_Z = 8.0  # a run this far over its usual duration while no row moves has stalled
 
 
@@ -115,9 +119,10 @@ def _stage_status(m: dict[str, float], event: tuple[str, str] | None,
                   checks: tuple[tuple[str, float], ...]) -> tuple[Health, str]:
     if event is not None and event[0] == "error":
         return Health.FAILED, event[1][:300]
-    over = [(name, limit) for name, limit in checks if m.get(name, 0.0) >= limit]
-    if not over and event is None and m.get("error_count", 0.0) <= 0:
-        return Health.HEALTHY, ""  # the common case: nothing to report
+    get = m.get
+    over = [(name, limit) for name, limit in checks if get(name, 0.0) >= limit]
+    if not over and event is None and get("error_count", 0.0) <= 0:
+        return _HEALTHY  # the common case: nothing to report
     reasons = [f"{name}={m[name]:.0f} ≥ {limit:g}" for name, limit in over]
     if m.get("error_count", 0.0) > 0:
         reasons.append(f"error_count={m['error_count']:.0f}")

@@ -57,9 +57,10 @@ def update_incidents(open_incidents: list[Incident], pipelines: list[PipelineHea
     """
     onsets = onsets or {}
     by_pipeline = {i.pipeline_id: i for i in open_incidents}
-    stage_at: dict[tuple[str, datetime], list[StageHealth]] = defaultdict(list)
+    bad_at: dict[tuple[str, datetime], list[StageHealth]] = defaultdict(list)  # the stages not healthy
     for h in stages:
-        stage_at[(h.pipeline_id, h.ts)].append(h)
+        if h.status is not Health.HEALTHY:
+            bad_at[(h.pipeline_id, h.ts)].append(h)
     logs: dict[str, list[Event]] = defaultdict(list)
     for e in events:
         if e.level in ("warning", "error"):
@@ -67,7 +68,7 @@ def update_incidents(open_incidents: list[Incident], pipelines: list[PipelineHea
     changed: dict[int | str, Incident] = {}
     for ph in sorted(pipelines, key=lambda h: h.ts):
         current = by_pipeline.get(ph.pipeline_id)
-        bad = [h for h in stage_at[(ph.pipeline_id, ph.ts)] if h.status is not Health.HEALTHY]
+        bad = bad_at.get((ph.pipeline_id, ph.ts), [])
         healthy = ph.slo_healthy and ph.status is Health.HEALTHY
         if current is None:
             if healthy:

@@ -20,14 +20,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.special import erfc
-from sklearn.ensemble import IsolationForest
 
 from engine.model import METRICS, STAGES, Stage, StageSample
 
+if TYPE_CHECKING:
+    from sklearn.ensemble import IsolationForest
+
 M = len(METRICS)
+_NANS = (float("nan"),) * M  # dict.get's default per metric, for map()
 # Smallest standard deviation per metric: keeps a flat metric (0 errors, fixed workers) from turning
 # a tiny wobble into a huge z-score.
 FLOOR = np.array([2.0, 2.0, 1.0, 1.0, 0.5, 0.5, 1.0, 2.0, 30.0])
@@ -115,8 +119,7 @@ class StageScorer:
     # -- one minute -------------------------------------------------------------------------------
     def _minute(self, ts: datetime, samples: list[StageSample]) -> list[StageScore]:
         idx = np.array([self._stream(s.pipeline_id, s.stage) for s in samples])
-        nan = float("nan")
-        x = np.array([[s.values.get(m, nan) for s in samples] for m in METRICS]).T
+        x = np.array([list(map(s.values.get, METRICS, _NANS)) for s in samples])  # absent metrics: NaN
         mean, var, seen = self.mean_[idx], self.var_[idx], self.seen_[idx]
         z = (x - mean) / np.sqrt(var + FLOOR**2 + (REL_FLOOR * mean) ** 2)
         z = np.where(np.isnan(z) | (seen[:, None] < self.warmup), 0.0, z)
@@ -138,9 +141,13 @@ class StageScorer:
         absz = np.abs(z)
         moved = np.flatnonzero(absz.max(axis=1) >= TOP_Z)
         tops: dict[int, tuple[tuple[str, float], ...]] = {}
-        for r in moved.tolist():
-            order = np.argsort(-absz[r])[:3]
-            tops[r] = tuple((METRICS[k], round(float(z[r, k]), 2)) for k in order if absz[r, k] >= TOP_Z)
+        if len(moved):
+            # The three metrics that moved most in each such row, largest |z| first (as argsort orders each row).
+            order = np.argsort(-absz[moved], axis=1)[:, :3]
+            rows = moved[:, None]
+            for r, ks, zs, big in zip(moved.tolist(), order.tolist(), z[rows, order].tolist(),
+                                      (absz[rows, order] >= TOP_Z).tolist(), strict=True):
+                tops[r] = tuple((METRICS[k], round(v, 2)) for k, v, b in zip(ks, zs, big, strict=True) if b)
         return [StageScore(s.pipeline_id, s.stage, ts, rounded[r], tops.get(r, ()), alarms[r], since[r])
                 for r, s in enumerate(samples)]
 
@@ -204,6 +211,8 @@ class StageScorer:
                 buf[int(self.rng_.integers(0, len(buf)))] = row
 
     def _refit(self) -> None:
+        from sklearn.ensemble import IsolationForest  # here, not at the top: importing sklearn takes ~1.4 s
+
         for stage, rows in self.buffer_.items():
             if len(rows) < 256:
                 continue

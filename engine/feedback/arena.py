@@ -114,7 +114,8 @@ class Arena:
             self.slo[ph.pipeline_id].append(ph.slo_healthy)
         if self.healer is None:
             return None
-        views = {pid: v for (pid, _), v in minute_views(batch.samples, stage_rows, pipe_rows, self.targets).items()}
+        views = {pid: v for (pid, _), v in minute_views(batch.samples, stage_rows, pipe_rows, self.targets,
+                                                         only=self.open.keys() | closed.keys()).items()}
         self._last = (batch.start, views)
         result = self.healer.observe(batch.start, views, self.open, closed)
         if decide:

@@ -304,9 +304,9 @@ class Twin:
         cdc = nan.copy()
         cdc[:, SOURCE] = np.maximum(0.5, 4.0 + eps[3, :, SOURCE] + self.src_backlog / nominal * 60.0)
         queue = nan.copy()
-        for s in (ORCH, WAREHOUSE):
-            queue[:, s] = np.maximum(0.0, 3.0 * (1 + 5 * np.maximum(0.0, util[:, s] - 0.7)) + eps[4, :, s]
-                                     + fx.queue_add[:, s])
+        q = [ORCH, WAREHOUSE]  # the stages with a queue
+        queue[:, q] = np.maximum(0.0, 3.0 * (1 + 5 * np.maximum(0.0, util[:, q] - 0.7)) + eps[4][:, q]
+                                 + fx.queue_add[:, q])
         fresh = nan.copy()
         fresh[:, WAREHOUSE] = (self.base_fresh_min + 0.3 * eps[5, :, WAREHOUSE] + held_min) * 60.0
         return {

@@ -47,9 +47,10 @@ def to_samples(minute: MinuteTelemetry, pipelines: list[PipelineSpec], *,
     names = list(minute.metrics)
     # [metric, pipeline, stage], rounded once for the whole fleet.
     cube = np.round(np.stack([minute.metrics[m] for m in names]), 4)
+    emitted = ~np.isnan(cube[:, 0, :])  # [metric, stage]: what each stage emits (the same for every pipeline)
     per_stage = []
     for s, stage in enumerate(STAGES):
-        idx = [k for k in range(len(names)) if not np.isnan(cube[k, 0, s])]
+        idx = np.flatnonzero(emitted[:, s])
         # [pipeline][metric] as python floats, for this stage's metrics only.
         per_stage.append((stage, [names[k] for k in idx], cube[idx, :, s].T.tolist()))
     return [StageSample(p.id, stage, ts, dict(zip(present, rows[i], strict=True)))
