@@ -12,10 +12,20 @@ from hypothesis import strategies as st
 from engine.decision.baselines import PAGING_DELAY_MINUTES, ManualPolicy, OraclePolicy, RulesPolicy
 from engine.decision.policy import Transition
 from engine.decision.qlearning import QLearningPolicy, QParams, QTable, mean_table, q_update
-from engine.decision.state import MinuteView, Observation, coarse, encode, observe, root_stage
+from engine.decision.state import MinuteView, Observation, coarse, encode, minute_views, observe, root_stage
 from engine.execution.catalog import ACTIONS, CATALOG, available
 from engine.feedback.reward import RewardWeights, rejection_reward, step_reward
-from engine.model import ActionKind, FaultKind, Health, Incident, IncidentStatus, PipelineHealth, Stage, StageHealth
+from engine.model import (
+    ActionKind,
+    FaultKind,
+    Health,
+    Incident,
+    IncidentStatus,
+    PipelineHealth,
+    Stage,
+    StageHealth,
+    StageSample,
+)
 
 T0 = datetime(2026, 1, 1, 1, 0, tzinfo=UTC)
 A = ActionKind
@@ -206,6 +216,18 @@ def test_a_stage_observed_beside_the_root_never_borrows_the_incidents_diagnosis(
     vague = replace(drifted, reason="latency_s=900 ≥ 60")
     assert observe(replace(view, stages=(vague, slow)), inc).error_type == "schema_drift"
 
+
+
+def test_minute_views_of_some_pipelines_are_exactly_those_of_all():
+    samples = [StageSample(p, st, T0, {"cpu_pct": 10.0 + k}) for k, p in enumerate("abc") for st in Stage]
+    stage_rows = [StageHealth(p, st, T0, Health.DEGRADED if st is Stage.WAREHOUSE else Health.HEALTHY,
+                              "queue_wait_s=70 ≥ 60" if st is Stage.WAREHOUSE else "") for p in "abc" for st in Stage]
+    pipe_rows = [PipelineHealth(p, T0, Health.DEGRADED, 5.0, {}, True) for p in "abc"]
+    every = minute_views(samples, stage_rows, pipe_rows, {"a": 15.0, "b": 30.0, "c": 60.0})
+    assert set(every) == {("a", T0), ("b", T0), ("c", T0)}
+    some = minute_views(samples, stage_rows, pipe_rows, {"a": 15.0, "b": 30.0, "c": 60.0}, only={"b", "zz"})
+    assert some == {("b", T0): every[("b", T0)]}
+    assert some[("b", T0)].metrics[Stage.SOURCE] == {"cpu_pct": 11.0} and len(some[("b", T0)].stages) == len(Stage)
 
 # -- catalog --------------------------------------------------------------------------------------
 def test_catalog_covers_every_action_and_preconditions_hold():

@@ -1,5 +1,7 @@
 """The streaming stage scorer's contract: range, no look-ahead, determinism, no learning from anomalies."""
 
+import subprocess
+import sys
 from datetime import timedelta
 
 import numpy as np
@@ -88,3 +90,13 @@ def test_nines_scale():
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="unknown scoring method 'lstm'"):
         StageScorer(method="lstm")
+
+
+
+def test_training_processes_do_not_import_sklearn_unless_scoring_with_isolation_forest():
+    # A spawned learner imports the training module first; sklearn (with the scipy.stats and pandas it pulls in)
+    # took ~1.4 s of that, for the default scorer ("zmax"), which never uses it.
+    code = ("import sys, engine.feedback.training; from engine.detection.stage_scores import StageScorer; "
+            "print('sklearn' in sys.modules); StageScorer(method='iforest')._refit(); print('sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]
