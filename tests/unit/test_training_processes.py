@@ -1,4 +1,5 @@
-"""The processes training spawns do not outlive a `selfheal train` that was killed outright."""
+"""The processes training spawns do not outlive a `selfheal train` that was killed outright, and a learner whose
+process dies is trained again here."""
 
 import os
 import select
@@ -42,3 +43,30 @@ def test_the_learner_and_scoring_processes_exit_once_the_training_process_is_kil
     finally:
         for fd in exits:
             os.close(fd)
+
+
+def test_a_learner_whose_process_is_killed_is_trained_here_with_the_same_result(monkeypatch):
+    import multiprocessing
+    import signal
+
+    from engine.decision.qlearning import QLearningPolicy
+    from engine.feedback import training
+
+    monkeypatch.setattr(training, "POOR_SCORE", float("inf"))  # 20 episodes score poorly: no fallback
+    kwargs = dict(episodes=20, seed=4, batch_size=10, checkpoints=(10, 20), validation_episodes=8, members=2)
+    alone = QLearningPolicy()
+    training.train(alone, jobs=1, **kwargs)
+    killed, heard = [], []
+
+    def progress(done: int, total: int) -> None:  # learner 0 reports from here while learner 1 trains in its process
+        heard.append((done, total))
+        for child in multiprocessing.active_children():
+            if not killed:
+                os.kill(child.pid, signal.SIGKILL)
+                killed.append(child.pid)
+
+    agent = QLearningPolicy()
+    run = training.train(agent, jobs=2, progress=progress, **kwargs)
+    assert len(killed) == 1  # learner 1's process was there, and died mid-training
+    assert agent.table.values == alone.table.values and run.averaged == (0, 1)
+    assert [c.member for c in run.checkpoints] == [0, 0, 1, 1] and heard[-1] == (40, 40)
