@@ -60,8 +60,8 @@ def test_a_learner_whose_process_is_killed_is_trained_here_with_the_same_result(
 
     def progress(done: int, total: int) -> None:  # learner 0 reports from here while learner 1 trains in its process
         heard.append((done, total))
-        for child in multiprocessing.active_children():
-            if not killed:
+        if not killed:
+            for child in multiprocessing.active_children():
                 os.kill(child.pid, signal.SIGKILL)
                 killed.append(child.pid)
 
