@@ -8,7 +8,8 @@ against the runbook and the oracle (single, mixed, ambiguous), using the same `t
 checkpoints, four learners of which the three best-scoring are averaged, as `selfheal train` does; `--members 1`:
 one run per seed) and `run_policy`. Per training seed × held-out seed ("cell") it prints Q-learning's MTTR per
 family with ✗ where a check fails (single: ≤ rules and ≤ 1.3 × oracle; mixed and ambiguous: ≤ 0.7 × rules and ≤ 1.3
-× oracle), then how many cells meet every check. Compare code versions on seeds and held-out sets that were not used
+× oracle; each held-out set's baseline line gives these limits), then how many cells meet every check and Q-learning's
+MTTR over the oracle's per family (mean over cells). Compare code versions on seeds and held-out sets that were not used
 to choose between them: cells a variant was tuned on flatter it. Prints numbers; not a test.
 """
 
@@ -70,6 +71,11 @@ def _limit(family: str, rules: float, oracle: float) -> float:
     return min(rules if family == "single" else 0.7 * rules, 1.3 * oracle)
 
 
+def _oracle_ratios(cells: list[dict], base: dict[tuple[str, str, int], float]) -> dict[str, float]:
+    """Q-learning's MTTR over the oracle's on the same set, averaged over the cells, per family."""
+    return {f: float(np.mean([c["mttr"][f] / base[("oracle", f, c["heldout"])] for c in cells])) for f in FAMILIES}
+
+
 def _seeds(text: str) -> list[int]:
     out: list[int] = []
     for part in text.split(","):
@@ -104,7 +110,8 @@ def main() -> None:
         print(f"baselines scored in {time.perf_counter() - t0:.0f} s")
         for h in heldouts:
             print(f"  held-out {h}: " + "; ".join(
-                f"{f} rules {base[('rules', f, h)]:.2f} oracle {base[('oracle', f, h)]:.2f}" for f in FAMILIES))
+                f"{f} rules {base[('rules', f, h)]:.2f} oracle {base[('oracle', f, h)]:.2f} limit "
+                f"{_limit(f, base[('rules', f, h)], base[('oracle', f, h)]):.2f}" for f in FAMILIES))
         averaged = default_averaged(args.members, args.average)
         jobs = [(s, heldouts, args.count, args.restarts, args.members, averaged) for s in seeds]
         for seed, mttr, seconds, scores, attempts, table in pool.imap_unordered(_seed, jobs):
@@ -124,6 +131,9 @@ def main() -> None:
     print(f"\n{sum(all(c['met'].values()) for c in cells)} of {n} cells meet every check; by family: "
           + ", ".join(f"{f} {sum(c['met'][f] for c in cells)} of {n}" for f in FAMILIES)
           + f" ({time.perf_counter() - t0:.0f} s)")
+    if cells:
+        print("MTTR / oracle's on the same set, mean over cells: "
+              + ", ".join(f"{f} {r:.3f}" for f, r in _oracle_ratios(cells, base).items()))
     if args.json:
         baselines = {f"{p}|{f}|{h}": round(v, 3) for (p, f, h), v in sorted(base.items())}
         args.json.write_text(json.dumps({"cells": sorted(cells, key=lambda c: (c["seed"], c["heldout"])),
