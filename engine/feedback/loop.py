@@ -22,6 +22,7 @@ import numpy as np
 
 from engine.decision.policy import Choice, Policy, Transition, Update
 from engine.decision.state import ANOMALY_PREFIX, MinuteView, Observation, encode, held_back, observe, root_stage
+from engine.errors import SelfhealError
 from engine.execution.catalog import CATALOG, ActionSpec, available
 from engine.execution.executor import ActionRequest, ExecStatus, Execution, Executor
 from engine.feedback.reward import RewardWeights, rejection_reward, step_reward
@@ -391,19 +392,34 @@ class Healer:
         ep.running.remove(step)
 
     def _learn(self, ep: _Episode, step: _Step, pid: str, ts: datetime, obs: Observation | None, *,
-               allowed: tuple[ActionKind, ...], recovered: bool, out: StepResult) -> None:
+               allowed: tuple[ActionKind, ...], recovered: bool, out: StepResult, credited: bool = True) -> None:
         reward = step_reward(minutes=step.minutes, unhealthy_minutes=step.unhealthy, action_cost=step.cost,
                              recovered=recovered, weights=self.weights)
+        if recovered and not credited:  # the incident recovered, but not through this step (see `_page_done`)
+            reward -= self.weights.recovery
         t = Transition(pid, ep.incident_id, ts, step.state, step.choice.action, reward,
                        None if obs is None else encode(obs), recovered, step.minutes, allowed)
         out.learned.append(Learned(t, self.policy.learn(t), step.execution.status, step.execution.ref))
         ep.reward += reward
         ep.running.remove(step)
 
+    def _page_done(self, step: _Step) -> bool:
+        """Whether a page (a hands-off step) had finished when its incident closed: in the twin, the human's work
+        landed; live, the page went out. Only then is it credited with the recovery. An incident that closed on
+        its own while the human was on the way was a false page, learned without the recovery reward: before,
+        a page in a slowdown that ends by itself earned it, and tables paged on-call for such slowdowns (the
+        default execution policy approves pages automatically)."""
+        try:
+            return self.executor.poll(step.execution.ref).status.finished
+        except SelfhealError as e:  # e.g. the proposal is gone from the store: no evidence the page went out
+            log.warning("page %s: %s", step.execution.ref, e)
+            return False
+
     def _finish(self, ep: _Episode, pid: str, ts: datetime, inc: Incident, out: StepResult) -> None:
         self._keep_landing(pid, ep)
         for step in list(ep.running):
-            self._learn(ep, step, pid, ts, None, allowed=(), recovered=True, out=out)
+            credited = not step.hands_off or self._page_done(step)
+            self._learn(ep, step, pid, ts, None, allowed=(), recovered=True, out=out, credited=credited)
         self.policy.end_episode()
         out.ended.append(EpisodeEnd(pid, inc.id, ep.opened_at, inc.closed_at, ep.attempts, ep.cost, ep.reward,
                                     ep.escalated, recovered=True))

@@ -465,3 +465,44 @@ def test_the_embedded_runtime_heals_live_through_the_policy_and_records_the_chai
     chain = ["proposal_created", "proposal_approved", "action_started", "action_finished", "agent_feedback"]
     assert [k for k in kinds if k in chain][:5] == chain
     runtime.stop()
+
+
+def test_a_page_is_credited_with_the_recovery_only_if_the_humans_work_ended_the_incident():
+    """Paging is a hands-off step that lasts until the incident closes. If it closes on its own while the human
+    is still on the way (a short surge), the page was a false one: learned without the recovery bonus. If the
+    human's fix is what closed it (expired credentials), the bonus counts."""
+    from engine.decision.policy import Choice
+    from engine.feedback.reward import RewardWeights
+
+    class Pager:
+        name = "pager"
+
+        def choose(self, obs, allowed, rng):
+            return Choice(A.ESCALATE_TO_HUMAN if A.ESCALATE_TO_HUMAN in allowed else A.WAIT, "page at once")
+
+        def learn(self, t):
+            return None
+
+        def end_episode(self):
+            return None
+
+    w = RewardWeights()
+
+    def page_of(fault: dict) -> tuple[float, int]:
+        """The page's recovery bonus (its reward less time, SLO misses and cost) and the close minute less the
+        minute the human's work lands."""
+        arena = _arena(dict(DRIFT, duration_minutes=200, faults=[fault]), Pager())
+        (page,) = [x.transition for x in arena.log.learned if x.transition.action is A.ESCALATE_TO_HUMAN]
+        assert page.done and page.next_state is None
+        end = round((page.ts - arena.twin.start).total_seconds() / 60)
+        unhealthy = sum(not ok for ok in arena.slo["orders"][end - page.minutes + 1:end + 1])
+        bonus = page.reward + w.minute * page.minutes + w.unhealthy * unhealthy + w.cost * 8.0
+        human = next(a for a in arena.twin.actions if a.action is A.ESCALATE_TO_HUMAN)
+        return bonus, end - human.completes
+
+    surge, early = page_of({"pipeline": "orders", "stage": "transform", "kind": "resource_contention",
+                            "at_minute": 70, "duration_minutes": 6, "severity": 0.9})
+    assert early < 0 and surge == pytest.approx(0.0)  # closed before the human got to it: a false page
+    rotated, late = page_of({"pipeline": "orders", "stage": "transform", "kind": "credentials_expired",
+                             "at_minute": 70, "severity": 0.8})
+    assert late >= 0 and rotated == pytest.approx(w.recovery)  # the human's rotation ended it
