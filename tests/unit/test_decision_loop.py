@@ -243,7 +243,7 @@ def test_the_runs_list_and_the_agent_note_name_the_learners_left_out_of_the_mean
 
 
 def test_a_poorly_scoring_mean_gives_way_to_the_best_learners_table(monkeypatch):
-    kwargs = dict(episodes=20, batch_size=10, checkpoints=(10, 20), validation_episodes=8, seed=4, members=2)
+    kwargs = dict(episodes=20, batch_size=10, checkpoints=(10, 20), validation_episodes=8, seed=3, members=2)
     monkeypatch.setattr(training, "POOR_SCORE", float("inf"))  # no run and no mean is poor: the mean is kept
     averaged = QLearningPolicy()
     mean_run = train(averaged, **kwargs)
@@ -254,7 +254,7 @@ def test_a_poorly_scoring_mean_gives_way_to_the_best_learners_table(monkeypatch)
     agent = QLearningPolicy()
     run = train(agent, **kwargs)
     assert run.fallback == best.member and not run.ensemble.chosen
-    assert Validation(4, episodes=8).score(agent, 20).score == best.score  # the table in use is that learner's
+    assert Validation(3, episodes=8).score(agent, 20).score == best.score  # the table in use is that learner's
     assert agent.table.values != averaged.table.values and agent.episodes == averaged.episodes == 20
     # A mean scoring no worse than the poor bar is kept whatever the learners scored.
     monkeypatch.setattr(training, "POOR_SCORE", mean_run.ensemble.score)
