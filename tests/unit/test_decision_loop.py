@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from engine.decision.policy import Choice
 from engine.decision.qlearning import QLearningPolicy, QTable, mean_table
 from engine.detection.stage_scores import StageScorer
 from engine.errors import SelfhealError
@@ -27,6 +28,22 @@ A = ActionKind
 DRIFT = {"name": "drift", "seed": 4, "duration_minutes": 150, "pipelines": [{"id": "orders"}],
          "faults": [{"pipeline": "orders", "stage": "transform", "kind": "schema_drift", "at_minute": 70,
                      "severity": 0.8}]}
+
+
+class _Always:
+    """A scripted policy: `action` whenever the catalog allows it, else wait."""
+
+    def __init__(self, action: ActionKind) -> None:
+        self.action, self.name = action, f"always-{action.value}"
+
+    def choose(self, obs, allowed, rng) -> Choice:
+        return Choice(self.action if self.action in allowed else A.WAIT, "scripted")
+
+    def learn(self, t) -> None:
+        return None
+
+    def end_episode(self) -> None:
+        return None
 
 
 def _arena(data: dict, policy, *, parallel: bool = True) -> Arena:
@@ -338,24 +355,10 @@ def test_the_next_incident_on_a_pipeline_sits_out_the_cooldown_of_the_last_ones_
     # Two brief network failures at the warehouse, fifteen minutes apart, each its own incident. A policy that
     # resizes the warehouse whenever it may does so once: the 30-minute cooldown guards the warehouse, not the
     # incident (before, every new incident on a flickering stage got its own resize, minutes apart).
-    from engine.decision.policy import Choice
-
-    class Resize:
-        name = "resize"
-
-        def choose(self, obs, allowed, rng):
-            return Choice(A.SCALE_WAREHOUSE if A.SCALE_WAREHOUSE in allowed else A.WAIT, "resize when allowed")
-
-        def learn(self, t):
-            return None
-
-        def end_episode(self):
-            return None
-
     twice = dict(DRIFT, seed=1, duration_minutes=170, faults=[
         {"pipeline": "orders", "stage": "warehouse", "kind": "network_failure", "at_minute": at,
          "duration_minutes": lasts, "severity": 0.9} for at, lasts in ((70, 4), (85, 6))])
-    arena = _arena(twice, Resize())
+    arena = _arena(twice, _Always(A.SCALE_WAREHOUSE))
     assert len(arena.incidents) == 2 and not arena.open
     resized = [d.incident_id for d in arena.log.decisions if d.choice.action is A.SCALE_WAREHOUSE]
     assert resized == [1]
@@ -471,27 +474,14 @@ def test_a_page_is_credited_with_the_recovery_only_if_the_humans_work_ended_the_
     """Paging is a hands-off step that lasts until the incident closes. If it closes on its own while the human
     is still on the way (a short surge), the page was a false one: learned without the recovery bonus. If the
     human's fix is what closed it (expired credentials), the bonus counts."""
-    from engine.decision.policy import Choice
     from engine.feedback.reward import RewardWeights
-
-    class Pager:
-        name = "pager"
-
-        def choose(self, obs, allowed, rng):
-            return Choice(A.ESCALATE_TO_HUMAN if A.ESCALATE_TO_HUMAN in allowed else A.WAIT, "page at once")
-
-        def learn(self, t):
-            return None
-
-        def end_episode(self):
-            return None
 
     w = RewardWeights()
 
     def page_of(fault: dict) -> tuple[float, int]:
         """The page's recovery bonus (its reward less time, SLO misses and cost) and the close minute less the
         minute the human's work lands."""
-        arena = _arena(dict(DRIFT, duration_minutes=200, faults=[fault]), Pager())
+        arena = _arena(dict(DRIFT, duration_minutes=200, faults=[fault]), _Always(A.ESCALATE_TO_HUMAN))
         (page,) = [x.transition for x in arena.log.learned if x.transition.action is A.ESCALATE_TO_HUMAN]
         assert page.done and page.next_state is None
         end = round((page.ts - arena.twin.start).total_seconds() / 60)
