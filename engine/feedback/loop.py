@@ -392,11 +392,10 @@ class Healer:
         ep.running.remove(step)
 
     def _learn(self, ep: _Episode, step: _Step, pid: str, ts: datetime, obs: Observation | None, *,
-               allowed: tuple[ActionKind, ...], recovered: bool, out: StepResult, credited: bool = True) -> None:
+               allowed: tuple[ActionKind, ...], recovered: bool, out: StepResult,
+               credited: bool = True) -> None:  # credited: see `_page_done`
         reward = step_reward(minutes=step.minutes, unhealthy_minutes=step.unhealthy, action_cost=step.cost,
-                             recovered=recovered, weights=self.weights)
-        if recovered and not credited:  # the incident recovered, but not through this step (see `_page_done`)
-            reward -= self.weights.recovery
+                             recovered=recovered, weights=self.weights, credited=credited)
         t = Transition(pid, ep.incident_id, ts, step.state, step.choice.action, reward,
                        None if obs is None else encode(obs), recovered, step.minutes, allowed)
         out.learned.append(Learned(t, self.policy.learn(t), step.execution.status, step.execution.ref))

@@ -19,12 +19,16 @@ class RewardWeights:
 
 
 def step_reward(*, minutes: int, unhealthy_minutes: int, action_cost: float, recovered: bool,
-                weights: RewardWeights = RewardWeights()) -> float:
-    """Reward of one decision step: from taking an action to judging it (or to recovery)."""
+                weights: RewardWeights = RewardWeights(), credited: bool = True) -> float:
+    """Reward of one decision step: from taking an action to judging it (or to recovery). `credited`: whether
+    the recovery came through this step; a page whose incident closed on its own before the human's work landed
+    earns no recovery reward (a false page)."""
     if minutes < 0 or not 0 <= unhealthy_minutes <= max(minutes, 0):
         raise ValueError("need minutes ≥ 0 and 0 ≤ unhealthy_minutes ≤ minutes")
     r = -weights.minute * minutes - weights.unhealthy * unhealthy_minutes - weights.cost * action_cost
-    return r + (weights.recovery if recovered else -weights.still_unhealthy)
+    if not recovered:
+        return r - weights.still_unhealthy
+    return r + weights.recovery if credited else r
 
 
 def rejection_reward(weights: RewardWeights = RewardWeights()) -> float:

@@ -281,6 +281,9 @@ def test_reward_shaping():
     w = RewardWeights(recovery=50, minute=1, unhealthy=1, still_unhealthy=0.5, cost=1)
     assert step_reward(minutes=5, unhealthy_minutes=5, action_cost=1.0, recovered=True, weights=w) == 50 - 10 - 1
     assert step_reward(minutes=5, unhealthy_minutes=0, action_cost=4.0, recovered=False, weights=w) == -5 - 4 - 0.5
+    # A false page: the incident recovered, but before the human's work landed: time and cost, no recovery.
+    assert step_reward(minutes=20, unhealthy_minutes=6, action_cost=8.0, recovered=True, weights=w,
+                       credited=False) == -20 - 6 - 8
     slow = step_reward(minutes=40, unhealthy_minutes=40, action_cost=8.0, recovered=True, weights=w)
     fast = step_reward(minutes=5, unhealthy_minutes=5, action_cost=1.0, recovered=True, weights=w)
     assert fast > slow  # the faster, cheaper recovery is worth more

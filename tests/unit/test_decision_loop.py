@@ -474,6 +474,7 @@ def test_a_page_is_credited_with_the_recovery_only_if_the_humans_work_ended_the_
     """Paging is a hands-off step that lasts until the incident closes. If it closes on its own while the human
     is still on the way (a short surge), the page was a false one: learned without the recovery bonus. If the
     human's fix is what closed it (expired credentials), the bonus counts."""
+    from engine.execution.catalog import CATALOG
     from engine.feedback.reward import RewardWeights
 
     w = RewardWeights()
@@ -486,7 +487,8 @@ def test_a_page_is_credited_with_the_recovery_only_if_the_humans_work_ended_the_
         assert page.done and page.next_state is None
         end = round((page.ts - arena.twin.start).total_seconds() / 60)
         unhealthy = sum(not ok for ok in arena.slo["orders"][end - page.minutes + 1:end + 1])
-        bonus = page.reward + w.minute * page.minutes + w.unhealthy * unhealthy + w.cost * 8.0
+        cost = CATALOG[A.ESCALATE_TO_HUMAN].cost
+        bonus = page.reward + w.minute * page.minutes + w.unhealthy * unhealthy + w.cost * cost
         human = next(a for a in arena.twin.actions if a.action is A.ESCALATE_TO_HUMAN)
         return bonus, end - human.completes
 
