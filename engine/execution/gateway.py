@@ -9,9 +9,11 @@ run's outcome once it finished. Waiting is never proposed: it needs no one's con
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from itertools import count
 
 from sqlalchemy import Connection, select
 
@@ -28,6 +30,7 @@ R = ActionRunRow.__table__
 _RUN = {"succeeded": ExecStatus.SUCCEEDED, "failed": ExecStatus.FAILED, "timed_out": ExecStatus.TIMED_OUT,
         "cancelled": ExecStatus.CANCELLED}
 _PROPOSAL = {"rejected": ExecStatus.REJECTED, "expired": ExecStatus.CANCELLED, "cancelled": ExecStatus.CANCELLED}
+LOCAL_KEPT = 1024  # how many finished-at-once executions (waits, refusals) `poll` still knows
 
 
 class ProposalGateway:
@@ -41,7 +44,10 @@ class ProposalGateway:
         self.actor = actor
         self.clock = clock
         self._conn: Connection | None = None
-        self._local: dict[str, Execution] = {}  # waits and refusals: finished at once, never in the store
+        # Waits and refusals: finished at once, never in the store. The newest LOCAL_KEPT are kept for `poll`
+        # (a live loop makes one per wait, for as long as it runs); refs are never reused.
+        self._local: OrderedDict[str, Execution] = OrderedDict()
+        self._serial = count(1)
 
     @contextmanager
     def bound(self, conn: Connection) -> Iterator[ProposalGateway]:
@@ -71,14 +77,19 @@ class ProposalGateway:
         return Execution(f"proposal:{done.proposal_id}", request, ExecStatus.RUNNING, now, None, done.verdict.why)
 
     def _finish_locally(self, request: ActionRequest, status: ExecStatus, now: datetime, detail: str) -> Execution:
-        ref = f"local-{len(self._local) + 1}"
+        ref = f"local-{next(self._serial)}"
         exe = Execution(ref, request, status, now, now, detail)
         self._local[ref] = exe
+        while len(self._local) > LOCAL_KEPT:
+            self._local.popitem(last=False)
         return exe
 
     def poll(self, ref: str) -> Execution:
         if ref in self._local:
-            return self._local.pop(ref)
+            return self._local[ref]
+        if not ref.startswith("proposal:") or not ref.removeprefix("proposal:").isdigit():
+            raise SelfhealError(f"unknown execution {ref!r}: not a proposal, and no longer kept if it was a wait "
+                                "or a refusal")
         pid = int(ref.removeprefix("proposal:"))
         row = self._db().execute(
             select(P.c.pipeline_id, P.c.action, P.c.stage, P.c.params, P.c.incident_id, P.c.status, P.c.created_at,

@@ -185,3 +185,29 @@ def test_one_twin_host_per_store_and_a_crashed_one_is_replaced_at_once(tmp_path:
     with third.store.read() as conn:
         assert repo.get_value(conn, HOST_KEY)["id"] == third.host.owner["id"]
     third.stop()
+
+
+def test_the_gateway_keeps_each_wait_under_its_own_ref_and_forgets_only_the_oldest(monkeypatch) -> None:
+    """Waits finish at once and never reach the store. Each keeps its own ref however often the loop polls (a ref
+    taken from the count of those kept was handed out again once one had been polled, and polled the wrong wait);
+    a long-running loop keeps only the newest `LOCAL_KEPT`, and an unknown ref is a clear error, not a crash."""
+    from engine.errors import SelfhealError
+    from engine.execution import gateway
+    from engine.execution.executor import ActionRequest, ExecStatus
+    from engine.execution.policy import NO_AUTO
+    from engine.model import Stage
+
+    monkeypatch.setattr(gateway, "LOCAL_KEPT", 3)
+    gw = gateway.ProposalGateway(lambda: NO_AUTO, OPERATOR)
+
+    def wait(pid: str) -> str:
+        return gw.submit(ActionRequest(pid, ActionKind.WAIT, Stage.TRANSFORM, {}, None)).ref
+
+    a, b = wait("a"), wait("b")
+    assert gw.poll(a).request.pipeline_id == "a" and gw.poll(a).status is ExecStatus.SUCCEEDED  # polled twice
+    c = wait("c")
+    assert len({a, b, c}) == 3 and gw.poll(b).request.pipeline_id == "b" and gw.poll(c).request.pipeline_id == "c"
+    d = wait("d")
+    assert [gw.poll(r).request.pipeline_id for r in (b, c, d)] == ["b", "c", "d"]
+    with pytest.raises(SelfhealError, match="no longer kept"):
+        gw.poll(a)  # the oldest of four, with three kept
