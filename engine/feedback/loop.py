@@ -393,7 +393,7 @@ class Healer:
 
     def _learn(self, ep: _Episode, step: _Step, pid: str, ts: datetime, obs: Observation | None, *,
                allowed: tuple[ActionKind, ...], recovered: bool, out: StepResult,
-               credited: bool = True) -> None:  # credited: see `_page_done`
+               credited: bool = True) -> None:  # credited: see `_page_landed`
         reward = step_reward(minutes=step.minutes, unhealthy_minutes=step.unhealthy, action_cost=step.cost,
                              recovered=recovered, weights=self.weights, credited=credited)
         t = Transition(pid, ep.incident_id, ts, step.state, step.choice.action, reward,
@@ -402,14 +402,15 @@ class Healer:
         ep.reward += reward
         ep.running.remove(step)
 
-    def _page_done(self, step: _Step) -> bool:
-        """Whether a page (a hands-off step) had finished when its incident closed: in the twin, the human's work
-        landed; live, the page went out. Only then is it credited with the recovery. An incident that closed on
-        its own while the human was on the way was a false page, learned without the recovery reward: before,
-        a page in a slowdown that ends by itself earned it, and tables paged on-call for such slowdowns (the
-        default execution policy approves pages automatically)."""
+    def _page_landed(self, step: _Step) -> bool:
+        """Whether a page (a hands-off step) had landed when its incident closed: in the twin, the human's work
+        succeeded; live, the page went out. Only then is it credited with the recovery. An incident that closed on
+        its own while the human was on the way (or after the human's work failed, or a page the execution policy
+        refused) was a false page, learned without the recovery reward: before, a page in a slowdown that ends by
+        itself earned it, and tables paged on-call for such slowdowns (the default execution policy approves pages
+        automatically)."""
         try:
-            return self.executor.poll(step.execution.ref).status.finished
+            return self.executor.poll(step.execution.ref).status is ExecStatus.SUCCEEDED
         except SelfhealError as e:  # e.g. the proposal is gone from the store: no evidence the page went out
             log.warning("page %s: %s", step.execution.ref, e)
             return False
@@ -417,7 +418,7 @@ class Healer:
     def _finish(self, ep: _Episode, pid: str, ts: datetime, inc: Incident, out: StepResult) -> None:
         self._keep_landing(pid, ep)
         for step in list(ep.running):
-            credited = not step.hands_off or self._page_done(step)
+            credited = not step.hands_off or self._page_landed(step)
             self._learn(ep, step, pid, ts, None, allowed=(), recovered=True, out=out, credited=credited)
         self.policy.end_episode()
         out.ended.append(EpisodeEnd(pid, inc.id, ep.opened_at, inc.closed_at, ep.attempts, ep.cost, ep.reward,
