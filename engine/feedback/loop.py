@@ -54,7 +54,7 @@ class _Step:
     cost: float
     verify_until: int | None = None
     completed: int | None = None
-    hands_off: bool = False  # a human owns the incident: the step lasts until it closes (or the page fails)
+    hands_off: bool = False  # a human owns the incident: the step lasts until it closes
     concurrent: bool = False  # taken beside another running step
     freshness: float | None = None  # freshness at the last check while settling
     minutes: int = 0
@@ -333,21 +333,13 @@ class Healer:
         distress = any(h.status is Health.DEGRADED and not h.reason.startswith(ANOMALY_PREFIX) for h in view.stages)
         return (before is not None and fresh < before) or (view.health.slo_healthy and not distress)
 
-    @staticmethod
-    def _holds_incident(step: _Step) -> bool:
-        """Whether a hands-off step still hands the incident to a human: until it closes, unless the page failed
-        (the human's work failed, or the page never went out). Then the loop takes the incident back."""
-        return step.hands_off and step.execution.status not in (ExecStatus.FAILED, ExecStatus.TIMED_OUT)
-
     def _poll(self, ep: _Episode, step: _Step, pid: str, now: int) -> None:
-        if step.verify_until is not None:
+        if step.verify_until is not None or step.hands_off:
             return
         exe = self.executor.poll(step.execution.ref) if not step.execution.status.finished else step.execution
         step.execution = exe
         if exe.status in (ExecStatus.REJECTED, ExecStatus.CANCELLED):
             return  # it never ran: nothing to verify (observe handles it)
-        if self._holds_incident(step):
-            return
         if exe.status.finished:
             spec = self.catalog[exe.request.action]
             step.completed = now
@@ -373,7 +365,7 @@ class Healer:
         ep.escalated |= choice.action is ActionKind.ESCALATE_TO_HUMAN
         step = _Step(encode(obs), choice, exe, spec.cost, hands_off=spec.hands_off, concurrent=obs.concurrent)
         ep.running.append(step)
-        if exe.status.finished and not self._holds_incident(step):
+        if exe.status.finished and not spec.hands_off:
             step.completed = now
             step.verify_until = now + spec.verify_minutes
         out.decisions.append(Decision(pid, obs.incident_id, ts, step.state, choice, exe))
@@ -413,10 +405,10 @@ class Healer:
     def _page_landed(self, step: _Step) -> bool:
         """Whether a page (a hands-off step) had landed when its incident closed: in the twin, the human's work
         succeeded; live, the page went out. Only then is it credited with the recovery. An incident that closed on
-        its own while the human was on the way was a false page, learned without the recovery reward: before, a
-        page in a slowdown that ends by itself earned it, and tables paged on-call for such slowdowns (the default
-        execution policy approves pages automatically). A page that failed is judged when it fails (it no longer
-        holds the incident, see `_holds_incident`), so at a close this only tells a page under way from one done."""
+        its own while the human was on the way (or after the human's work failed, or a page the execution policy
+        refused) was a false page, learned without the recovery reward: before, a page in a slowdown that ends by
+        itself earned it, and tables paged on-call for such slowdowns (the default execution policy approves pages
+        automatically)."""
         try:
             return self.executor.poll(step.execution.ref).status is ExecStatus.SUCCEEDED
         except SelfhealError as e:  # e.g. the proposal is gone from the store: no evidence the page went out

@@ -470,47 +470,35 @@ def test_the_embedded_runtime_heals_live_through_the_policy_and_records_the_chai
     runtime.stop()
 
 
-def test_a_page_that_fails_hands_the_incident_back_to_the_loop():
-    """A page hands the incident to a human until it closes, but not when the page fails: in this twin (seed 56)
-    the human's rotation of the expired credentials fails. The failed page is learned as a step that did not
-    recover, and the loop acts again at once (here: it pages again, and the second rotation works). Before, the
-    incident sat with nobody on it for the rest of the run."""
-    fault = {"pipeline": "orders", "stage": "transform", "kind": "credentials_expired", "at_minute": 70,
-             "severity": 0.8}
-    arena = _arena(dict(DRIFT, seed=56, duration_minutes=200, faults=[fault]), _Always(A.ESCALATE_TO_HUMAN))
-    first, second = [a for a in arena.twin.actions if a.action is A.ESCALATE_TO_HUMAN][:2]
-    assert first.outcome == "failed" and second.started - first.completes <= 1 and second.outcome == "succeeded"
-    page, *_ = [x.transition for x in arena.log.learned if x.transition.action is A.ESCALATE_TO_HUMAN]
-    assert not page.done and page.next_state is not None and page.reward < 0
-    assert round((page.ts - arena.twin.start).total_seconds() / 60) == first.completes
-    assert arena.twin.faults[0].fixed_at == second.completes
-
-
 def test_a_page_is_credited_with_the_recovery_only_if_the_humans_work_ended_the_incident():
     """Paging is a hands-off step that lasts until the incident closes. If it closes on its own while the human
-    is still on the way (a short surge), the page was a false one: learned without the recovery bonus. If the
-    human's fix is what closed it (expired credentials), the bonus counts."""
+    is still on the way (a short surge), or after the human's work failed, the page was a false one: learned
+    without the recovery bonus. If the human's fix is what closed it (expired credentials), the bonus counts."""
     from engine.execution.catalog import CATALOG
     from engine.feedback.reward import RewardWeights
 
     w = RewardWeights()
 
-    def page_of(fault: dict) -> tuple[float, int]:
-        """The page's recovery bonus (its reward less time, SLO misses and cost) and the close minute less the
-        minute the human's work lands."""
-        arena = _arena(dict(DRIFT, duration_minutes=200, faults=[fault]), _Always(A.ESCALATE_TO_HUMAN))
-        (page,) = [x.transition for x in arena.log.learned if x.transition.action is A.ESCALATE_TO_HUMAN]
+    def page_of(fault: dict, **scenario) -> tuple[float, int, str]:
+        """The first page's recovery bonus (its reward less time, SLO misses and cost), the close minute less the
+        minute the human's work ended, and how it ended."""
+        arena = _arena(dict(DRIFT, duration_minutes=200, faults=[fault]) | scenario, _Always(A.ESCALATE_TO_HUMAN))
+        page, *_ = [x.transition for x in arena.log.learned if x.transition.action is A.ESCALATE_TO_HUMAN]
         assert page.done and page.next_state is None
         end = round((page.ts - arena.twin.start).total_seconds() / 60)
         unhealthy = sum(not ok for ok in arena.slo["orders"][end - page.minutes + 1:end + 1])
         cost = CATALOG[A.ESCALATE_TO_HUMAN].cost
         bonus = page.reward + w.minute * page.minutes + w.unhealthy * unhealthy + w.cost * cost
         human = next(a for a in arena.twin.actions if a.action is A.ESCALATE_TO_HUMAN)
-        return bonus, end - human.completes
+        return bonus, end - human.completes, human.outcome
 
-    surge, early = page_of({"pipeline": "orders", "stage": "transform", "kind": "resource_contention",
+    surge, early, _ = page_of({"pipeline": "orders", "stage": "transform", "kind": "resource_contention",
                             "at_minute": 70, "duration_minutes": 6, "severity": 0.9})
     assert early < 0 and surge == pytest.approx(0.0)  # closed before the human got to it: a false page
-    rotated, late = page_of({"pipeline": "orders", "stage": "transform", "kind": "credentials_expired",
+    rotated, late, _ = page_of({"pipeline": "orders", "stage": "transform", "kind": "credentials_expired",
                              "at_minute": 70, "severity": 0.8})
     assert late >= 0 and rotated == pytest.approx(w.recovery)  # the human's rotation ended it
+    # In this twin (seed 56) the human's work fails (3 % of pages do); the surge ends on its own long after.
+    failed, after, outcome = page_of({"pipeline": "orders", "stage": "transform", "kind": "resource_contention",
+                             "at_minute": 70, "duration_minutes": 80, "severity": 0.9}, seed=56, duration_minutes=300)
+    assert outcome == "failed" and after > 0 and failed == pytest.approx(0.0)
