@@ -493,12 +493,13 @@ def test_a_page_is_credited_with_the_recovery_only_if_the_humans_work_ended_the_
         return bonus, end - human.completes, human.outcome
 
     surge, early, _ = page_of({"pipeline": "orders", "stage": "transform", "kind": "resource_contention",
-                            "at_minute": 70, "duration_minutes": 6, "severity": 0.9})
+                               "at_minute": 70, "duration_minutes": 6, "severity": 0.9})
     assert early < 0 and surge == pytest.approx(0.0)  # closed before the human got to it: a false page
     rotated, late, _ = page_of({"pipeline": "orders", "stage": "transform", "kind": "credentials_expired",
-                             "at_minute": 70, "severity": 0.8})
+                                "at_minute": 70, "severity": 0.8})
     assert late >= 0 and rotated == pytest.approx(w.recovery)  # the human's rotation ended it
     # In this twin (seed 56) the human's work fails (3 % of pages do); the surge ends on its own long after.
     failed, after, outcome = page_of({"pipeline": "orders", "stage": "transform", "kind": "resource_contention",
-                             "at_minute": 70, "duration_minutes": 80, "severity": 0.9}, seed=56, duration_minutes=300)
+                                      "at_minute": 70, "duration_minutes": 80, "severity": 0.9},
+                                     seed=56, duration_minutes=300)
     assert outcome == "failed" and after > 0 and failed == pytest.approx(0.0)
