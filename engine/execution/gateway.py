@@ -87,10 +87,11 @@ class ProposalGateway:
     def poll(self, ref: str) -> Execution:
         if ref in self._local:
             return self._local[ref]
-        if not ref.startswith("proposal:") or not ref.removeprefix("proposal:").isdigit():
+        number = ref.removeprefix("proposal:")
+        if number == ref or not number.isdigit():
             raise SelfhealError(f"unknown execution {ref!r}: not a proposal, and no longer kept if it was a wait "
                                 "or a refusal")
-        pid = int(ref.removeprefix("proposal:"))
+        pid = int(number)
         row = self._db().execute(
             select(P.c.pipeline_id, P.c.action, P.c.stage, P.c.params, P.c.incident_id, P.c.status, P.c.created_at,
                    P.c.reason, R.c.status.label("run"), R.c.finished_at, R.c.result)

@@ -480,10 +480,11 @@ def test_a_page_is_credited_with_the_recovery_only_if_the_humans_work_ended_the_
     w = RewardWeights()
 
     def page_of(fault: dict, **scenario) -> tuple[float, int, str]:
-        """The first page's recovery bonus (its reward less time, SLO misses and cost), the close minute less the
-        minute the human's work ended, and how it ended."""
+        """The first incident's page: its recovery bonus (its reward less time, SLO misses and cost), the close
+        minute less the minute the human's work ended, and how it ended."""
         arena = _arena(dict(DRIFT, duration_minutes=200, faults=[fault]) | scenario, _Always(A.ESCALATE_TO_HUMAN))
-        page, *_ = [x.transition for x in arena.log.learned if x.transition.action is A.ESCALATE_TO_HUMAN]
+        (page,) = [x.transition for x in arena.log.learned  # the first incident's one page
+                   if x.transition.action is A.ESCALATE_TO_HUMAN and x.transition.incident_id == 1]
         assert page.done and page.next_state is None
         end = round((page.ts - arena.twin.start).total_seconds() / 60)
         unhealthy = sum(not ok for ok in arena.slo["orders"][end - page.minutes + 1:end + 1])
