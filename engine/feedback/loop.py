@@ -334,12 +334,14 @@ class Healer:
         return (before is not None and fresh < before) or (view.health.slo_healthy and not distress)
 
     def _poll(self, ep: _Episode, step: _Step, pid: str, now: int) -> None:
-        if step.verify_until is not None or step.hands_off:
+        if step.verify_until is not None:
             return
         exe = self.executor.poll(step.execution.ref) if not step.execution.status.finished else step.execution
         step.execution = exe
         if exe.status in (ExecStatus.REJECTED, ExecStatus.CANCELLED):
-            return  # it never ran: nothing to verify (observe handles it)
+            return  # it never ran: nothing to verify (observe handles it; a page too, which an operator may refuse)
+        if step.hands_off:
+            return  # a page holds the incident until it closes
         if exe.status.finished:
             spec = self.catalog[exe.request.action]
             step.completed = now

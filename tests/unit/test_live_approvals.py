@@ -211,3 +211,24 @@ def test_the_gateway_keeps_each_wait_under_its_own_ref_and_forgets_only_the_olde
     assert [gw.poll(r).request.pipeline_id for r in (b, c, d)] == ["b", "c", "d"]
     with pytest.raises(SelfhealError, match="no longer kept"):
         gw.poll(a)  # the oldest of four, with three kept
+
+
+def test_an_operator_who_rejects_a_page_hands_the_incident_back_to_the_loop(tmp_path: Path) -> None:
+    """A page is a proposal like any other: an operator may reject it. The rejection is learned as a penalty and
+    the incident is the loop's again (before, a rejected page was never looked at again: the incident sat with
+    nobody on it until it closed)."""
+    (tmp_path / "policy.toml").write_text("version = 1\n")  # nothing auto-executes: every proposal waits
+    runtime = _runtime(tmp_path, policy="manual")
+    runtime.inject_fault("orders", "transform", "credentials_expired", actor=OPERATOR)
+    page = _pending(runtime)
+    assert page["action"] == ActionKind.ESCALATE_TO_HUMAN.value
+    queue.reject(runtime.store, OPERATOR, int(page["id"]), "I am on it already")
+    after = runtime.advance(1)
+    with runtime.store.read() as conn:
+        frame = decision_repo.recent_transitions(conn, "manual")
+    rejected = frame[frame["outcome"] == "rejected"]
+    assert rejected["action"].tolist() == [ActionKind.ESCALATE_TO_HUMAN.value]
+    assert rejected.iloc[0]["reward"] == pytest.approx(rejection_reward())
+    # The loop decides again at once; paging again waits for the page's cooldown, so the manual policy waits.
+    assert [d.choice.action for d in after.decisions if d.pipeline_id == "orders"] == [ActionKind.WAIT]
+    runtime.stop()
