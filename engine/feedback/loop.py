@@ -54,7 +54,7 @@ class _Step:
     cost: float
     verify_until: int | None = None
     completed: int | None = None
-    hands_off: bool = False  # a human owns the incident: the step lasts until it closes
+    hands_off: bool = False  # a human owns the incident: the step lasts until it closes (or the page fails)
     concurrent: bool = False  # taken beside another running step
     freshness: float | None = None  # freshness at the last check while settling
     minutes: int = 0
@@ -341,6 +341,8 @@ class Healer:
         if exe.status in (ExecStatus.REJECTED, ExecStatus.CANCELLED):
             return  # it never ran: nothing to verify (observe handles it; a page too, which an operator may refuse)
         if step.hands_off:
+            if exe.status in (ExecStatus.FAILED, ExecStatus.TIMED_OUT):
+                self._page_failed(ep, step)
             return  # a page holds the incident until it closes
         if exe.status.finished:
             spec = self.catalog[exe.request.action]
@@ -350,6 +352,16 @@ class Healer:
                 _forget_last(ep.history, exe.request.action)  # it never took effect: no cooldown to sit out
             if exe.status is ExecStatus.SUCCEEDED and spec.changes_capacity and self.on_capacity_change:
                 self.on_capacity_change(pid, exe.request.stage)
+
+    def _page_failed(self, ep: _Episode, step: _Step) -> None:
+        """A page failed (the human's work failed; live, the page could not go out): nobody owns the incident any
+        more, so the loop takes it back and decides again at once. Paging again waits for the page's cooldown.
+        The failed page is dropped unlearned, as before this change, when it held its incident with nobody on it
+        until the run ended and was never learned: learning it as a step that did not recover was measured to
+        slow how soon a fault only a human fixes is learned (README, session 16)."""
+        log.info("page %s for incident %s failed: the loop takes the incident back", step.execution.ref,
+                 ep.incident_id)
+        ep.running.remove(step)
 
     def _act(self, ep: _Episode, pid: str, ts: datetime, obs: Observation, *, choice: Choice, out: StepResult) -> None:
         spec = self.catalog[choice.action]
@@ -407,9 +419,9 @@ class Healer:
     def _page_landed(self, step: _Step) -> bool:
         """Whether a page (a hands-off step) had landed when its incident closed: in the twin, the human's work
         succeeded; live, the page went out. Only then is it credited with the recovery. An incident that closed on
-        its own while the human was on the way (or after the human's work failed, or a page the execution policy
-        refused) was a false page, learned without the recovery reward: before, a page in a slowdown that ends by
-        itself earned it, and tables paged on-call for such slowdowns (the default execution policy approves pages
+        its own while the human was on the way (or the minute the human's work failed, see `_page_failed`) was a
+        false page, learned without the recovery reward: before, a page in a slowdown that ends by itself earned
+        it, and tables paged on-call for such slowdowns (the default execution policy approves pages
         automatically)."""
         try:
             return self.executor.poll(step.execution.ref).status is ExecStatus.SUCCEEDED
