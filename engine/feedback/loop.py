@@ -356,9 +356,8 @@ class Healer:
     def _page_failed(self, ep: _Episode, step: _Step) -> None:
         """A page failed (the human's work failed; live, the page could not go out): nobody owns the incident any
         more, so the loop takes it back and decides again at once. Paging again waits for the page's cooldown.
-        The failed page is dropped unlearned, as before this change, when it held its incident with nobody on it
-        until the run ended and was never learned: learning it as a step that did not recover was measured to
-        slow how soon a fault only a human fixes is learned (README, session 16)."""
+        The failed page is dropped unlearned: learning it as a step that did not recover was measured to slow how
+        soon a fault only a human fixes is learned (README, session 16)."""
         log.info("page %s for incident %s failed: the loop takes the incident back", step.execution.ref,
                  ep.incident_id)
         ep.running.remove(step)
