@@ -58,9 +58,10 @@ def test_mean_table_averages_each_pair_over_the_tables_that_tried_it():
     two.set("t", A.RESTART_TASK, -2.0, visits=2)
     three.set("s", A.RETRY_WITH_BACKOFF, 30.0, visits=0)  # stored but never tried (an upgraded row): no estimate
     mean = mean_table([one, two, three])
-    assert mean.q("s", A.RETRY_WITH_BACKOFF) == pytest.approx(15.0) and mean.n("s", A.RETRY_WITH_BACKOFF) == 4
-    assert (mean.q("s", A.WAIT), mean.n("s", A.WAIT)) == (4.0, 1)  # one table's estimate, not halved by a 0
-    assert (mean.q("t", A.RESTART_TASK), mean.n("t", A.RESTART_TASK)) == (-2.0, 2)
+    # Values: the mean of the tables that tried the pair. Visits: a learner's, the mean over all three, rounded.
+    assert mean.q("s", A.RETRY_WITH_BACKOFF) == pytest.approx(15.0) and mean.n("s", A.RETRY_WITH_BACKOFF) == 1
+    assert (mean.q("s", A.WAIT), mean.n("s", A.WAIT)) == (4.0, 0)  # one table's estimate, not divided by a 0
+    assert (mean.q("t", A.RESTART_TASK), mean.n("t", A.RESTART_TASK)) == (-2.0, 1)
     assert mean_table([one]).values == one.values and len(mean) == 3
     assert mean_table([three]).q("s", A.RETRY_WITH_BACKOFF) == 30.0  # nobody tried it: the stored value stands
     with pytest.raises(ValueError, match="no tables"):
@@ -356,6 +357,25 @@ def test_oracle_sees_to_the_second_fault_while_the_first_ones_fix_is_at_work():
     beside = lambda stage: replace(obs("unknown", stage), concurrent=True)  # noqa: E731
     assert oracle.choose(beside(Stage.SOURCE), EVERYTHING, RNG).stage is Stage.SOURCE
     assert oracle.choose(beside(Stage.TRANSFORM), EVERYTHING, RNG).action is A.WAIT
+
+
+def test_the_mean_of_tables_backs_off_to_the_coarse_state_where_each_learner_does():
+    # Three learners each tried a rare state 6 times (< backoff_visits) and act on its coarse state; their noisy exact
+    # values disagree. Their mean must stay rare (6 tries, not 18) and act on the pooled values as each learner does.
+    rare, pooled = "cdc_stopped|any|q-high", "cdc_stopped|any|*"
+    tables = []
+    for wait_value in (40.0, -30.0, 35.0):
+        t = QTable()
+        t.set(rare, A.WAIT, wait_value, visits=3)
+        t.set(rare, A.RESTART_CDC_TASK, 10.0, visits=3)
+        t.set(pooled, A.WAIT, -5.0, visits=40)
+        t.set(pooled, A.RESTART_CDC_TASK, 25.0, visits=60)
+        tables.append(t)
+    allowed = [A.WAIT, A.RESTART_CDC_TASK]
+    for t in [*tables, mean_table(tables)]:
+        greedy = QLearningPolicy(t, QParams(backoff_visits=10), explore=False)
+        assert greedy.values(rare, allowed) == {A.WAIT: -5.0, A.RESTART_CDC_TASK: 25.0}
+    assert sum(mean_table(tables).n(rare, a) for a in allowed) == 6
 
 
 def test_a_rare_state_acts_on_its_coarse_state_until_it_has_been_tried_enough():
