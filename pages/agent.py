@@ -77,7 +77,8 @@ for oc in view.choices:
 
 st.subheader("Q-table", anchor=False)
 st.caption("Rows are states (signature | failing or slow | warehouse queue), columns actions; green is better. "
-           "Blank cells were never tried in that state.")
+           "n is how often the action was tried there (a table trained by several learners shows one learner's "
+           "share, the mean). Blank cells were never tried in that state.")
 st.plotly_chart(heatmap(view), key="agent_heatmap")
 
 st.subheader("Learning curve", anchor=False)
