@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from engine.detection.stage_scores import StageScore
 from engine.model import STAGES, Health, PipelineHealth, PipelineSpec, Stage, StageHealth, TelemetryBatch
@@ -53,7 +54,7 @@ def assess(batch: TelemetryBatch, pipelines: list[PipelineSpec], limits: Limits 
             worst_event[key] = (e.level, e.message)
     minutes = sorted({ts for (_, _, ts) in metrics})
     targets = {p.id: p.freshness_target_minutes for p in pipelines}
-    checks, latency_limit = limits.checks(), dict(limits.latency_s)
+    checks, latency_limit = _checks(limits)
     stage_rows: list[StageHealth] = []
     pipe_rows: list[PipelineHealth] = []
     for ts in minutes:
@@ -82,6 +83,12 @@ def assess(batch: TelemetryBatch, pipelines: list[PipelineSpec], limits: Limits 
                 continue
             pipe_rows.append(pipeline_health(pid, ts, statuses, freshness, target))
     return stage_rows, pipe_rows
+
+
+@lru_cache(maxsize=8)
+def _checks(limits: Limits) -> tuple[dict[Stage, tuple[tuple[str, float], ...]], dict[Stage, float]]:
+    """`limits.checks()` and the latency limit per stage, worked out once per set of limits (every minute uses them)."""
+    return limits.checks(), dict(limits.latency_s)
 
 
 def pipeline_health(pid: str, ts: datetime, statuses: dict[Stage, Health], freshness_minutes: float,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import replace
 from datetime import datetime
+from functools import lru_cache
 
 from engine.model import (
     STAGES,
@@ -34,8 +35,10 @@ _KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+@lru_cache(maxsize=4096)
 def classify_message(text: str) -> str:
-    """Error type suggested by a log line or a health reason, or "unknown"."""
+    """Error type suggested by a log line or a health reason, or "unknown" (cached: every minute of an incident
+    classifies the same few reasons again)."""
     low = text.lower()
     for kind, words in _KEYWORDS:
         if any(w in low for w in words):

@@ -118,7 +118,9 @@ class StageScorer:
 
     # -- one minute -------------------------------------------------------------------------------
     def _minute(self, ts: datetime, samples: list[StageSample]) -> list[StageScore]:
-        idx = np.array([self._stream(s.pipeline_id, s.stage) for s in samples])
+        get = self.streams_.get
+        known = [get((s.pipeline_id, s.stage)) for s in samples]
+        idx = np.array(known if None not in known else [self._stream(s.pipeline_id, s.stage) for s in samples])
         x = np.array([list(map(s.values.get, METRICS, _NANS)) for s in samples])  # absent metrics: NaN
         mean, var, seen = self.mean_[idx], self.var_[idx], self.seen_[idx]
         z = (x - mean) / np.sqrt(var + FLOOR**2 + (REL_FLOOR * mean) ** 2)
@@ -153,12 +155,16 @@ class StageScorer:
 
     def _elevation(self, idx: np.ndarray, scores: np.ndarray, ts: datetime) -> list[datetime | None]:
         """Per row, when its stream's current run of elevated scores began (None when not elevated)."""
+        high = scores >= self.learn_below
+        elevated = self.elevated_
+        if not elevated and not high.any():
+            return [None] * len(idx)  # the common minute: nothing elevated before or now
         out: list[datetime | None] = []
-        for stream, high in zip(idx.tolist(), (scores >= self.learn_below).tolist(), strict=True):
-            if high:
-                out.append(self.elevated_.setdefault(stream, ts))
+        for stream, up in zip(idx.tolist(), high.tolist(), strict=True):
+            if up:
+                out.append(elevated.setdefault(stream, ts))
             else:
-                self.elevated_.pop(stream, None)
+                elevated.pop(stream, None)
                 out.append(None)
         return out
 

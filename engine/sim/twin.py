@@ -115,6 +115,7 @@ class Twin:
         self.minute = 0
         self.faults: list[Fault] = []
         self.actions: list[PendingAction] = []
+        self._running: list[PendingAction] = []  # the actions not done yet, in the order they started
         self._pending_events: list[Event] = []
 
     # -- construction ---------------------------------------------------------------------------
@@ -176,6 +177,7 @@ class Twin:
         run = PendingAction(len(self.actions) + 1, pipeline, i, action, target, params,
                             self.minute, self.minute + delay, succeeds)
         self.actions.append(run)
+        self._running.append(run)
         s = STAGES.index(target)
         if action is ActionKind.RESTART_TASK:
             self.restart_until[i, s] = run.completes
@@ -190,9 +192,11 @@ class Twin:
         return run
 
     def _complete_actions(self, minute: int) -> None:
-        for run in self.actions:
-            if run.done or run.completes > minute:
-                continue
+        due = [run for run in self._running if run.completes <= minute]
+        if not due:
+            return
+        self._running = [run for run in self._running if run.completes > minute]
+        for run in due:
             run.done = True
             run.outcome = "succeeded" if run.succeeds else "failed"
             self._pending_events.append(Event(run.pipeline, run.stage, self.time_of(minute), EventKind.ACTION,
