@@ -52,6 +52,7 @@ from engine.feedback.curriculum import HORIZON, TRAINING_MIX, training_batch
 from engine.feedback.evaluate import recovery_minutes
 from engine.feedback.loop import Learned
 from engine.feedback.reward import RewardWeights
+from engine.sim.faults import Fault
 from engine.sim.twin import Twin
 
 
@@ -208,15 +209,22 @@ def default_jobs() -> int:
     return min(2, os.cpu_count() or 1)
 
 
-_VALIDATIONS: dict[tuple[int, int], Validation] = {}  # per scoring process: built once, reused per checkpoint
+_VALIDATIONS: dict[tuple[int, int], Validation] = {}  # per process: built once, reused per checkpoint and learner
+
+
+def _validation(seed: int, validation_episodes: int) -> Validation:
+    """This process's validation set of a training seed: built once, shared by every learner trained here."""
+    key = (seed, validation_episodes)
+    if key not in _VALIDATIONS:
+        _VALIDATIONS.clear()  # one at a time: a long-lived process (the console) trains with many seeds
+        _VALIDATIONS[key] = Validation(seed, validation_episodes)
+    return _VALIDATIONS[key]
 
 
 def _score_in_worker(seed: int, validation_episodes: int, table: QTable, params: QParams, episodes: int
                      ) -> Checkpoint:
-    key = (seed, validation_episodes)
-    if key not in _VALIDATIONS:
-        _VALIDATIONS[key] = Validation(seed, validation_episodes)
-    return _VALIDATIONS[key].score(QLearningPolicy(table, params, explore=False, learning=False), episodes)
+    return _validation(seed, validation_episodes).score(QLearningPolicy(table, params, explore=False,
+                                                                        learning=False), episodes)
 
 
 def train(policy: QLearningPolicy, *, episodes: int, seed: int = 0, batch_size: int = 10,
@@ -448,7 +456,6 @@ class _Scorer:
         self.args = (seed, episodes)
         self.pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"),
                                         initializer=exit_with_parent) if jobs > 1 else None
-        self.validation: Validation | None = None
 
     def submit(self, policy: QLearningPolicy, mark: int) -> tuple[tuple, Future[Checkpoint] | Checkpoint]:
         """The scoring job's arguments and its score (or the future of it)."""
@@ -458,9 +465,7 @@ class _Scorer:
                 return job, self.pool.submit(_score_in_worker, *job)
             except BrokenProcessPool:
                 pass  # the scoring process died earlier: score here from now on
-        if self.validation is None:
-            self.validation = Validation(*self.args)
-        return job, self.validation.score(policy, mark)
+        return job, _validation(*self.args).score(policy, mark)
 
     def close(self) -> None:
         if self.pool is not None:
@@ -516,12 +521,17 @@ def _result(point: Future[Checkpoint] | Checkpoint, job: tuple) -> Checkpoint:
 
 def _run_batch(arena: Arena, duration: int, families: list[str], policy: Policy,
                first_episode: int, *, retire: bool = False) -> list[EpisodeRecord]:
-    """Run a batch until every pipeline's episode ended (or `duration`); `retire`: stop analysing a pipeline
-    once its episode ended (scoring: nothing learns from its aftermath, and it is much faster)."""
+    """Run a batch until every pipeline's episode ended (or `duration`). `retire`: stop analysing a pipeline once
+    its episode ended (scoring: nothing learns from its aftermath, and it is much faster). Otherwise (training) a
+    pipeline is retired once it is quiet (`_quiet`): its episode ended, no incident is open on it and every one of
+    its faults is over; what it still does until the batch ends could only teach the table about noise."""
     twin = arena.twin
     onset = {}
     for f in twin.faults:
         onset.setdefault(f.pipeline, f)
+    faults_of: dict[str, list[Fault]] = {}
+    for f in twin.faults:
+        faults_of.setdefault(f.pipeline, []).append(f)
     done: dict[str, EpisodeRecord] = {}
     first_action: dict[str, str] = {}
     seen_decisions = 0
@@ -546,6 +556,9 @@ def _run_batch(arena: Arena, duration: int, families: list[str], policy: Policy,
             if retire:
                 arena.retire(end.pipeline_id)
         arena.log.ended.clear()
+        for pid in done:
+            if pid not in arena.retired and _quiet(arena, faults_of[pid]):
+                arena.retire(pid)
     # Episodes cut off by the horizon: no recovery reward, and they count for the exploration schedule.
     for pid, f in onset.items():
         if pid not in done:
@@ -558,3 +571,10 @@ def _run_batch(arena: Arena, duration: int, families: list[str], policy: Policy,
     return sorted(done.values(), key=lambda r: r.episode)
 
 
+def _quiet(arena: Arena, faults: list[Fault]) -> bool:
+    """Whether a pipeline whose episode has ended can be left alone for the rest of its batch: no incident is open
+    on it and none of its faults is active or still to start (a fault kind that persists until fixed never ends by
+    itself). Measured in `README.md` (session 18): training 1,000 episodes took ~20 % less CPU time."""
+    minute = arena.twin.minute
+    return (faults[0].pipeline not in arena.open
+            and not any(f.active(minute) or f.start > minute for f in faults))

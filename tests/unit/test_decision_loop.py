@@ -137,6 +137,7 @@ def test_training_is_deterministic_by_seed():
 def test_checkpoint_selection_keeps_the_best_scoring_table_and_is_deterministic():
     runs = []
     for jobs in (1, 2):  # 2: checkpoints scored in another process while training goes on; the same result
+        training._VALIDATIONS.clear()  # jobs 1 keeps its validation set here for the next learner or run
         agent = QLearningPolicy()
         run = train(agent, episodes=30, seed=3, batch_size=10, checkpoints=(10, 20, 30), validation_episodes=8,
                     jobs=jobs)
@@ -319,6 +320,40 @@ def test_a_forked_warm_up_runs_exactly_as_a_fresh_arena_and_a_retired_pipeline_i
     assert arena.slo["orders"] == fresh.slo["orders"]
     assert [d.choice.action for d in arena.log.decisions if d.pipeline_id == "orders"] == \
         [d.choice.action for d in fresh.log.decisions if d.pipeline_id == "orders"]
+
+
+def test_training_stops_analysing_a_pipeline_once_its_episode_and_its_faults_are_over():
+    # "orders": a network failure that passes by itself; "users": expired credentials, which only a human fixes.
+    data = {"name": "quiet", "seed": 4, "duration_minutes": 200, "pipelines": [{"id": "orders"}, {"id": "users"}],
+            "faults": [{"pipeline": "orders", "stage": "source", "kind": "network_failure", "at_minute": 70,
+                        "duration_minutes": 15, "severity": 0.8},
+                       {"pipeline": "users", "stage": "warehouse", "kind": "credentials_expired", "at_minute": 70,
+                        "severity": 0.8}]}
+    sc = parse_scenario(data)
+
+    def arena() -> Arena:
+        return Arena(Twin.from_scenario(sc), _Always(A.WAIT), rng=np.random.default_rng(0))
+
+    watched = arena()
+    orders = [f for f in watched.twin.faults if f.pipeline == "orders"]
+    assert not training._quiet(watched, orders)  # its fault is still to come
+    watched.run_until(86)  # the failure is over, the pipeline still recovering
+    assert "orders" in watched.open and not training._quiet(watched, orders)
+
+    trained = arena()
+    records = training._run_batch(trained, sc.duration_minutes, ["single", "novel"], _Always(A.WAIT), 0)
+    assert [(r.kind, r.mttr_minutes is not None) for r in records] == [("network_failure", True),
+                                                                         ("credentials_expired", False)]
+    assert trained.retired == {"orders"}  # "users" never recovered: analysed to the end
+    assert len(trained.slo["orders"]) < len(trained.slo["users"]) == 200
+    assert training._quiet(trained, orders)
+    # Nothing else changes: the pipeline still in trouble is seen and acted on as when nothing is retired.
+    plain = arena()
+    plain.run_until(200)
+    assert [(d.ts, d.choice.action) for d in trained.log.decisions if d.pipeline_id == "users"] == \
+        [(d.ts, d.choice.action) for d in plain.log.decisions if d.pipeline_id == "users"]
+    assert trained.slo["users"] == plain.slo["users"]
+    assert trained.slo["orders"] == plain.slo["orders"][:len(trained.slo["orders"])]
 
 
 def test_rebaseline_restarts_a_stage_stream_after_a_deliberate_change():
