@@ -215,10 +215,12 @@ _VALIDATIONS: dict[tuple[int, int], Validation] = {}  # per process: built once,
 def _validation(seed: int, validation_episodes: int) -> Validation:
     """This process's validation set of a training seed: built once, shared by every learner trained here."""
     key = (seed, validation_episodes)
-    if key not in _VALIDATIONS:
+    validation = _VALIDATIONS.get(key)
+    if validation is None:  # two trainings at once in one process may build one each: only time is lost
+        validation = Validation(seed, validation_episodes)
         _VALIDATIONS.clear()  # one at a time: a long-lived process (the console) trains with many seeds
-        _VALIDATIONS[key] = Validation(seed, validation_episodes)
-    return _VALIDATIONS[key]
+        _VALIDATIONS[key] = validation
+    return validation
 
 
 def _score_in_worker(seed: int, validation_episodes: int, table: QTable, params: QParams, episodes: int
