@@ -528,12 +528,10 @@ def _run_batch(arena: Arena, duration: int, families: list[str], policy: Policy,
     pipeline is retired once it is quiet (`_quiet`): its episode ended, no incident is open on it and every one of
     its faults is over; what it still does until the batch ends could only teach the table about noise."""
     twin = arena.twin
-    onset = {}
-    for f in twin.faults:
-        onset.setdefault(f.pipeline, f)
     faults_of: dict[str, list[Fault]] = {}
     for f in twin.faults:
         faults_of.setdefault(f.pipeline, []).append(f)
+    onset = {pid: faults[0] for pid, faults in faults_of.items()}
     done: dict[str, EpisodeRecord] = {}
     first_action: dict[str, str] = {}
     seen_decisions = 0
