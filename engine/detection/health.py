@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
+import numpy as np
+
 from engine.detection.stage_scores import StageScore
-from engine.model import STAGES, Health, PipelineHealth, PipelineSpec, Stage, StageHealth, TelemetryBatch
+from engine.model import METRICS, STAGES, Health, PipelineHealth, PipelineSpec, Stage, StageHealth, TelemetryBatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,31 @@ def assess(batch: TelemetryBatch, pipelines: list[PipelineSpec], limits: Limits 
 def _checks(limits: Limits) -> tuple[dict[Stage, tuple[tuple[str, float], ...]], dict[Stage, float]]:
     """`limits.checks()` and the latency limit per stage, worked out once per set of limits (every minute uses them)."""
     return limits.checks(), dict(limits.latency_s)
+
+
+def calm_rows(x: np.ndarray, stages: np.ndarray, limits: Limits = Limits()) -> np.ndarray:
+    """Per row of `x` ([rows, METRICS], NaN where a stage does not emit a metric; `stages`: each row's index in
+    `STAGES`), whether its metrics alone leave the stage healthy in `assess`: no static limit reached, no error
+    counted and rows moving (only a stage with no throughput can have stalled). Events and anomaly alarms are the
+    caller's to check. Sufficient, not necessary: a row with a NaN where it matters is never calm, so a calm row is
+    healthy in `assess` for certain."""
+    bound = _bounds(limits)[stages]
+    over = (x >= bound) | (np.isnan(x) & (bound <= 0.0))  # an absent metric counts as 0.0 in `assess`
+    return ~over.any(axis=1) & (x[:, _ERRORS] <= 0.0) & (x[:, _THROUGHPUT] > 0.0)
+
+
+_ERRORS, _THROUGHPUT = METRICS.index("error_count"), METRICS.index("throughput_rows_s")
+
+
+@lru_cache(maxsize=8)
+def _bounds(limits: Limits) -> np.ndarray:
+    """[stage, metric]: the static limit `assess` holds each stage's metric against (inf: none)."""
+    bound = np.full((len(STAGES), len(METRICS)), np.inf)
+    for s, stage in enumerate(STAGES):
+        for name, limit in _checks(limits)[0][stage]:
+            bound[s, METRICS.index(name)] = limit
+    bound.flags.writeable = False
+    return bound
 
 
 def pipeline_health(pid: str, ts: datetime, statuses: dict[Stage, Health], freshness_minutes: float,

@@ -61,6 +61,24 @@ class StageScore:
     elevated_since: datetime | None = None  # first minute of the current run of scores >= learn_below
 
 
+@dataclass(frozen=True, slots=True)
+class RowScores:
+    """One minute scored as arrays (`StageScorer.score_rows`): per row, its rounded score, alarm, elevation start and
+    top metrics; `score(r)` is row r's `StageScore`."""
+
+    ts: datetime
+    keys: list[tuple[str, Stage]]
+    scores: list[float]
+    alarms: np.ndarray  # bool per row
+    since: list[datetime | None]
+    tops: dict[int, tuple[tuple[str, float], ...]]  # rows with a metric at |z| >= TOP_Z
+
+    def score(self, r: int) -> StageScore:
+        pid, stage = self.keys[r]
+        return StageScore(pid, stage, self.ts, self.scores[r], self.tops.get(r, ()), bool(self.alarms[r]),
+                          self.since[r])
+
+
 class StageScorer:
     """Fleet-wide streaming scorer. Feed it minutes in time order with `score`."""
 
@@ -118,15 +136,22 @@ class StageScorer:
 
     # -- one minute -------------------------------------------------------------------------------
     def _minute(self, ts: datetime, samples: list[StageSample]) -> list[StageScore]:
-        get = self.streams_.get
-        known = [get((s.pipeline_id, s.stage)) for s in samples]
-        idx = np.array(known if None not in known else [self._stream(s.pipeline_id, s.stage) for s in samples])
         x = np.array([list(map(s.values.get, METRICS, _NANS)) for s in samples])  # absent metrics: NaN
+        rows = self.score_rows(ts, [(s.pipeline_id, s.stage) for s in samples], x)
+        return [rows.score(r) for r in range(len(samples))]
+
+    def score_rows(self, ts: datetime, keys: Sequence[tuple[str, Stage]], x: np.ndarray) -> RowScores:
+        """Score one minute given as arrays: a (pipeline, stage) key per row of `x` ([rows, METRICS], NaN where a
+        stage does not emit a metric), updating the state exactly as `score` does for the same samples. For callers
+        holding the minute as arrays already (the in-memory arena), who build `StageScore`s only for rows they read."""
+        get = self.streams_.get
+        known = [get(k) for k in keys]
+        idx = np.array(known if None not in known else [self._stream(*k) for k in keys])
         mean, var, seen = self.mean_[idx], self.var_[idx], self.seen_[idx]
         z = (x - mean) / np.sqrt(var + FLOOR**2 + (REL_FLOOR * mean) ** 2)
         z = np.where(np.isnan(z) | (seen[:, None] < self.warmup), 0.0, z)
         z = np.clip(z, -50.0, 50.0)
-        stages = [s.stage for s in samples]
+        stages = [k[1] for k in keys]
         scores = self._model_scores(z, stages)
         learn = (scores < self.learn_below) | (seen < self.warmup)
         self._update(idx[learn], x[learn])
@@ -137,9 +162,8 @@ class StageScorer:
         if self.method == "iforest" and self.minutes_ % self.refit_every == 0:
             self._refit()
         self.streak_[idx] = np.where(scores >= self.alarm_at, self.streak_[idx] + 1, 0)
-        alarms = (self.streak_[idx] >= self.confirm).tolist()
+        alarms = self.streak_[idx] >= self.confirm
         since = self._elevation(idx, scores, ts)
-        rounded = np.round(scores, 6).tolist()
         absz = np.abs(z)
         moved = np.flatnonzero(absz.max(axis=1) >= TOP_Z)
         tops: dict[int, tuple[tuple[str, float], ...]] = {}
@@ -150,8 +174,7 @@ class StageScorer:
             for r, ks, zs, big in zip(moved.tolist(), order.tolist(), z[rows, order].tolist(),
                                       (absz[rows, order] >= TOP_Z).tolist(), strict=True):
                 tops[r] = tuple((METRICS[k], round(v, 2)) for k, v, b in zip(ks, zs, big, strict=True) if b)
-        return [StageScore(s.pipeline_id, s.stage, ts, rounded[r], tops.get(r, ()), alarms[r], since[r])
-                for r, s in enumerate(samples)]
+        return RowScores(ts, list(keys), np.round(scores, 6).tolist(), alarms, since, tops)
 
     def _elevation(self, idx: np.ndarray, scores: np.ndarray, ts: datetime) -> list[datetime | None]:
         """Per row, when its stream's current run of elevated scores began (None when not elevated)."""

@@ -48,8 +48,6 @@ SOURCE, ORCH, TRANSFORM, WAREHOUSE = range(S)
 # Nominal worker counts per stage: DMS instances, Airflow slots, Glue workers, Redshift nodes.
 BASE_WORKERS = np.array([1.0, 4.0, 10.0, 2.0])
 BASE_LATENCY_S = np.array([2.0, 10.0, 45.0, 8.0])
-METRICS = ("cpu_pct", "memory_pct", "latency_s", "throughput_rows_s", "error_count", "workers",
-           "cdc_lag_s", "queue_wait_s", "freshness_s")
 # Metrics that only some stages emit.
 STAGE_METRICS: dict[str, tuple[int, ...]] = {
     "cdc_lag_s": (SOURCE,),
