@@ -45,6 +45,8 @@ from engine.sim.scenario import PipelineConfig, Scenario
 
 S = len(STAGES)
 SOURCE, ORCH, TRANSFORM, WAREHOUSE = range(S)
+QUEUED = slice(ORCH, WAREHOUSE + 1, WAREHOUSE - ORCH)  # the stages with a queue (orchestrator, warehouse), as a view
+assert list(range(S))[QUEUED] == [ORCH, WAREHOUSE]
 # Nominal worker counts per stage: DMS instances, Airflow slots, Glue workers, Redshift nodes.
 BASE_WORKERS = np.array([1.0, 4.0, 10.0, 2.0])
 BASE_LATENCY_S = np.array([2.0, 10.0, 45.0, 8.0])
@@ -108,6 +110,7 @@ class Twin:
         self.calm_minutes = np.zeros(n, dtype=int)  # minutes in a row a throttled pipeline held little
         self.retry: dict[tuple[int, int], tuple[RetryPolicy, int]] = {}  # (pipeline, stage) → (policy, until)
         self.restart_until = np.full((n, S), -1)
+        self._restarting = False  # a restart may still be under way (restart_until is in the future somewhere)
         self.util = np.zeros((n, S))
         self.load_ratio = np.zeros((n, S))  # new arrivals / capacity, last minute (no catch-up backlog)
         self.minute = 0
@@ -179,6 +182,7 @@ class Twin:
         s = STAGES.index(target)
         if action is ActionKind.RESTART_TASK:
             self.restart_until[i, s] = run.completes
+            self._restarting = True
         elif action is ActionKind.APPLY_BACK_PRESSURE:
             fraction = float(params.get("max_utilisation", 0.8))
             self.admit_fraction[i] = np.inf if params.get("release") else fraction
@@ -240,16 +244,20 @@ class Twin:
         # Noise is drawn in fixed shapes every minute so faults and actions never shift it.
         eps_load = self._noise.normal(0.0, 0.05, n)
         eps = self._noise.normal(0.0, 1.0, (6, n, S))
+        throttled = np.isfinite(self.admit_fraction)
         fx = Effects(load_mult=np.ones(n), extra_load=np.zeros(n), cap_mult=np.ones((n, S)), up=np.ones((n, S)),
                      cpu_add=np.zeros((n, S)), mem_add=np.zeros((n, S)), errors=np.zeros((n, S)),
                      queue_add=np.zeros((n, S)), hung_minutes=np.zeros((n, S)),
-                     oom_guard=np.isfinite(self.admit_fraction), scale=self.scale,
+                     oom_guard=throttled.copy(), scale=self.scale,
                      retry={key: policy for key, (policy, until) in self.retry.items() if until >= m},
                      wait_s=np.zeros((n, S)))
         for f in self.faults:
             if f.active(m):
                 fault_physics.apply(f, m, fx, self.load_ratio, self._fault_rng)
-        fx.up[self.restart_until > m] = 0.0
+        if self._restarting:
+            restarting = self.restart_until > m
+            fx.up[restarting] = 0.0
+            self._restarting = bool(restarting.any())
 
         tod = (self.start.hour * 60 + self.start.minute + m) % 1440
         season = 1.0 + 0.35 * np.sin(2 * math.pi * tod / 1440 + self.phase)
@@ -260,8 +268,7 @@ class Twin:
         bottleneck = cap.min(axis=1)
         # The source admits what arrived plus what it held back, unless stopped or throttled.
         arrivals = offered + self.src_backlog
-        limit = np.where(np.isfinite(self.admit_fraction),
-                         self.admit_fraction * cap_nominal.min(axis=1), np.inf)
+        limit = np.where(throttled, self.admit_fraction * cap_nominal.min(axis=1), np.inf)
         admitted = np.minimum(arrivals, limit) * fx.up[:, SOURCE]
         self.src_backlog = arrivals - admitted
         demand = self.backlog + admitted
@@ -276,7 +283,8 @@ class Twin:
         self.util = np.minimum(flow / cap_nominal, 1.5)
         self.load_ratio = np.minimum(offered[:, None] / cap_nominal, 1.5)
         saturated = self.util >= 0.95
-        self._adapt_back_pressure(m, nominal)
+        if throttled.any():
+            self._adapt_back_pressure(m, nominal)
 
         metrics = self._metrics(fx, eps, nominal=nominal, cap_nominal=cap_nominal, admitted=admitted,
                                 processed=processed, saturated=saturated)
@@ -306,14 +314,14 @@ class Twin:
         cdc = nan.copy()
         cdc[:, SOURCE] = np.maximum(0.5, 4.0 + eps[3, :, SOURCE] + self.src_backlog / nominal * 60.0)
         queue = nan.copy()
-        q = [ORCH, WAREHOUSE]  # the stages with a queue
+        q = QUEUED  # the stages with a queue
         queue[:, q] = np.maximum(0.0, 3.0 * (1 + 5 * np.maximum(0.0, util[:, q] - 0.7)) + eps[4][:, q]
                                  + fx.queue_add[:, q])
         fresh = nan.copy()
         fresh[:, WAREHOUSE] = (self.base_fresh_min + 0.3 * eps[5, :, WAREHOUSE] + held_min) * 60.0
         return {
-            "cpu_pct": np.clip(cpu, 0.0, 100.0),
-            "memory_pct": np.clip(mem, 0.0, 100.0),
+            "cpu_pct": np.minimum(np.maximum(cpu, 0.0), 100.0),  # np.clip's result, without its overhead
+            "memory_pct": np.minimum(np.maximum(mem, 0.0), 100.0),
             "latency_s": np.maximum(latency, 0.1),
             "throughput_rows_s": np.maximum(thr, 0.0),
             "error_count": fx.errors,

@@ -63,6 +63,8 @@ def fleet_cube(minute: MinuteTelemetry) -> tuple[np.ndarray, np.ndarray]:
 def samples_of(cube: np.ndarray, emitted: np.ndarray, ts: datetime,
                pipelines: Sequence[tuple[int, PipelineSpec]]) -> list[StageSample]:
     """The `StageSample`s of the given (row in `cube`, pipeline) pairs, stage by stage, emitted metrics only."""
+    if not pipelines:
+        return []
     per_stage = []
     sub = cube[:, [i for i, _p in pipelines], :]
     for s, stage in enumerate(STAGES):
