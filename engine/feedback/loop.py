@@ -336,7 +336,11 @@ class Healer:
     def _poll(self, ep: _Episode, step: _Step, pid: str, now: int) -> None:
         if step.verify_until is not None:
             return
-        exe = self.executor.poll(step.execution.ref) if not step.execution.status.finished else step.execution
+        try:
+            exe = self.executor.poll(step.execution.ref) if not step.execution.status.finished else step.execution
+        except SelfhealError as e:
+            self._lost(ep, step, e)
+            return
         step.execution = exe
         if exe.status in (ExecStatus.REJECTED, ExecStatus.CANCELLED):
             return  # it never ran: nothing to verify (observe handles it; a page too, which an operator may refuse)
@@ -352,6 +356,14 @@ class Healer:
                 _forget_last(ep.history, exe.request.action)  # it never took effect: no cooldown to sit out
             if exe.status is ExecStatus.SUCCEEDED and spec.changes_capacity and self.on_capacity_change:
                 self.on_capacity_change(pid, exe.request.stage)
+
+    def _lost(self, ep: _Episode, step: _Step, error: SelfhealError) -> None:
+        """The executor no longer knows a step's execution (live: its proposal row was deleted, say by a purge or a
+        restore from an older backup). Whether it ran is unknown, so nothing is learned from it and its cooldown
+        stands; the loop stops waiting for it and decides the incident again, instead of failing every tick."""
+        log.warning("lost track of %s for incident %s (%s): the loop decides again", step.execution.ref,
+                    ep.incident_id, error)
+        ep.running.remove(step)
 
     def _page_failed(self, ep: _Episode, step: _Step) -> None:
         """A page failed (the human's work failed; live, the page could not go out): nobody owns the incident any

@@ -232,3 +232,19 @@ def test_an_operator_who_rejects_a_page_hands_the_incident_back_to_the_loop(tmp_
     # The loop decides again at once; paging again waits for the page's cooldown, so the manual policy waits.
     assert [d.choice.action for d in after.decisions if d.pipeline_id == "orders"] == [ActionKind.WAIT]
     runtime.stop()
+
+
+def test_a_proposal_that_vanished_from_the_store_is_given_up_and_the_loop_decides_again(tmp_path: Path) -> None:
+    """A proposal row deleted under the loop (a purge, a restore from an older backup) must not stop every tick:
+    the step it stood for is dropped with a warning and the incident is decided again."""
+    from engine.store.tables import ProposalRow
+
+    runtime = _runtime(tmp_path)
+    runtime.inject_fault("orders", "transform", "schema_drift", actor=OPERATOR)
+    proposal = _pending(runtime)
+    with runtime.store.transaction() as conn:
+        conn.execute(ProposalRow.__table__.delete().where(ProposalRow.__table__.c.id == int(proposal["id"])))
+    again = _pending(runtime, minutes=30)
+    assert (again["pipeline_id"], again["incident_id"]) == ("orders", proposal["incident_id"])
+    assert again["created_at"] > proposal["created_at"]  # filed anew (SQLite may hand out the freed id again)
+    runtime.stop()
