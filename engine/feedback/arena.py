@@ -146,7 +146,7 @@ class Arena:
 
     def _analysed_minute(self) -> _Minute:
         """The next minute scored as arrays (the same scores and baselines as `_pulled_minute`), and as samples only
-        for the pipelines that need a closer look (`_busy`): those with an open incident, and those the minute may
+        for the pipelines that need a closer look (`busy`): those with an open incident, and those the minute may
         make unhealthy (a warning or error logged, a static limit reached, an error counted, no throughput, an
         anomaly alarm, freshness over target or unknown). The others are healthy for certain: the tick's steps would
         only note their SLO minute (met), so that is all done for them. Per minute this saves the objects of
