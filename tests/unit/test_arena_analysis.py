@@ -26,8 +26,8 @@ def _outcome(arena: Arena) -> dict:
 
 @pytest.mark.parametrize("family", ["single", "mixed", "ambiguous", "novel", "sparse"])
 def test_the_array_path_decides_exactly_as_the_ticks_steps(family):
-    """A learning, exploring agent and the runbook, on held-out scenarios of every family: any difference in what
-    the analysis saw would show up in an incident, an SLO minute, a decision or a Q-value."""
+    """A learning, exploring agent, the runbook and the oracle on held-out scenarios of every family: any difference
+    in what the analysis saw would show up in an incident, an SLO minute, a decision or a Q-value."""
     # Sparse days (two days of mostly calm minutes, where the array path does the most) under the learner only: the
     # baselines' runs of them took most of this test's time.
     names = ("qlearning", "rules", "oracle") if family != "sparse" else ("qlearning",)
