@@ -42,6 +42,17 @@ def _last_emitting(emitted: np.ndarray, metric: int) -> int:
     return int(np.flatnonzero(emitted[metric])[-1])
 
 
+@dataclass(frozen=True, slots=True)
+class _Analysed:
+    """The pipelines an arena still analyses (in the twin's order), as its array path reads them each minute."""
+
+    pipelines: list[tuple[int, PipelineSpec]]  # (row in the twin's arrays, pipeline)
+    rows: list[int]
+    keys: list[tuple[str, Stage]]  # the scorer's key of each [pipeline, stage] row
+    stages: np.ndarray  # each such row's index in STAGES
+    targets: np.ndarray  # each pipeline's freshness target (minutes)
+
+
 @dataclass(slots=True)
 class ArenaLog:
     decisions: list[Decision] = field(default_factory=list)
@@ -73,7 +84,7 @@ class Arena:
         self._next_id = 1
         self._last: tuple[datetime, dict[str, MinuteView]] | None = None
         self.fast = fast
-        self._rows: list[tuple[int, PipelineSpec]] | None = None
+        self._analysed: _Analysed | None = None
 
     def retire(self, pipeline_id: str) -> None:
         """Stop analysing (and acting on) a pipeline whose run no longer matters, e.g. a scoring episode that has
@@ -81,7 +92,7 @@ class Arena:
         self.retired |= {pipeline_id}
         self.open.pop(pipeline_id, None)
         self.pipelines = [p for p in self.pipelines if p.id != pipeline_id]
-        self._rows = None
+        self._analysed = None
 
     def fork(self, policy: Policy | None, *, rng: np.random.Generator | None = None,
              weights: RewardWeights | None = None, parallel: bool = True) -> Arena:
@@ -153,21 +164,20 @@ class Arena:
         most pipelines, the bulk of training's cost."""
         minute = self.source.step()
         ts = minute.ts
-        active = self._active()
+        analysed = self._active()
+        active, rows = analysed.pipelines, analysed.rows
         cube, emitted = fleet_cube(minute)
         events = [e for e in minute.events if e.pipeline_id not in self.retired]
         if not active:
             return TelemetryBatch(ts, self.twin.now, [], events), {}, []
-        rows = [i for i, _p in active]
         # [pipeline, stage, metric], NaN where a stage does not emit a metric (as a sample leaves it out).
         x = np.where(emitted.T[None, :, :], cube[:, rows, :].transpose(1, 2, 0), np.nan).reshape(-1, len(METRICS))
-        keys = [(p.id, stage) for _i, p in active for stage in STAGES]
-        scores = self.scorer.score_rows(ts, keys, x)
-        calm = calm_rows(x, np.tile(np.arange(len(STAGES)), len(active))).reshape(len(active), len(STAGES))
+        scores = self.scorer.score_rows(ts, analysed.keys, x)
+        calm = calm_rows(x, analysed.stages).reshape(len(active), len(STAGES))
         calm &= ~scores.alarms.reshape(len(active), len(STAGES))
         fresh = cube[_FRESHNESS, rows, _last_emitting(emitted, _FRESHNESS)] / 60.0 if emitted[_FRESHNESS].any() \
             else np.full(len(active), np.nan)
-        fine = calm.all(axis=1) & (fresh <= np.array([self.targets[p.id] for _i, p in active]))
+        fine = calm.all(axis=1) & (fresh <= analysed.targets)
         noisy = {e.pipeline_id for e in events if e.level in ("warning", "error")}
         busy: list[tuple[int, tuple[int, PipelineSpec]]] = []  # (position in `active`, (row, pipeline))
         for j, (ok, (i, p)) in enumerate(zip(fine.tolist(), active, strict=True)):
@@ -182,11 +192,14 @@ class Arena:
         return (TelemetryBatch(ts, self.twin.now, samples, [e for e in events if e.pipeline_id in names]), scored,
                 [p for _j, (_i, p) in busy])
 
-    def _active(self) -> list[tuple[int, PipelineSpec]]:
-        """The pipelines still analysed, with their rows in the twin's arrays (in the twin's order)."""
-        if self._rows is None:
-            self._rows = [(self.twin.index_of(p.id), p) for p in self.pipelines]
-        return self._rows
+    def _active(self) -> _Analysed:
+        """The pipelines still analysed and what each minute's arrays need of them (worked out again on `retire`)."""
+        if self._analysed is None:
+            active = [(self.twin.index_of(p.id), p) for p in self.pipelines]
+            self._analysed = _Analysed(
+                active, [i for i, _p in active], [(p.id, stage) for _i, p in active for stage in STAGES],
+                np.tile(np.arange(len(STAGES)), len(active)), np.array([self.targets[p.id] for _i, p in active]))
+        return self._analysed
 
     @property
     def last_views(self) -> dict[str, MinuteView]:
