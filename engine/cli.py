@@ -18,6 +18,7 @@ from rich.table import Table
 
 from engine.cli_exec import register as register_exec
 from engine.cli_users import app as users_app
+from engine.cli_watch import register as register_watch
 from engine.errors import SelfhealError
 
 app = typer.Typer(help="selfheal: an operations console for self-healing data pipelines.",
@@ -26,6 +27,7 @@ db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 register_exec(app)  # worker, proposals, policy, audit
+register_watch(app)  # watch (AWS CloudWatch)
 err = Console(stderr=True, soft_wrap=True)
 out = Console()
 

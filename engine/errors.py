@@ -1,5 +1,9 @@
 """The one exception tree of selfheal. Adapters translate foreign errors into these at the edge."""
 
+from __future__ import annotations
+
+from typing import Any
+
 
 class SelfhealError(Exception):
     """Base of every error selfheal raises on purpose."""
@@ -11,6 +15,10 @@ class ConfigError(SelfhealError):
 
 class ScenarioError(SelfhealError):
     """A scenario file is invalid; the message names the offending field."""
+
+
+class SourceError(SelfhealError):
+    """A telemetry source could not be read (e.g. an AWS call failed); nothing was consumed."""
 
 
 class StoreError(SelfhealError):
@@ -43,3 +51,13 @@ class PolicyError(ConfigError):
 
 class ActionParamsError(SelfhealError):
     """An action's parameters are unknown for it or out of bounds."""
+
+
+def field_errors(err: Any) -> str:
+    """A pydantic `ValidationError` as one line naming each bad field: `faults[0].stage: unknown stage 'x'; …`."""
+    lines = []
+    for e in err.errors():
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]).lstrip(".")
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(lines)

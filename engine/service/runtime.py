@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pandas as pd
 
 from engine.decision.qlearning import QParams
 from engine.detection.stage_scores import StageScorer
@@ -28,11 +27,11 @@ from engine.execution.worker import Worker, WorkerStep
 from engine.feedback import memory
 from engine.feedback.bench import make_policy
 from engine.feedback.loop import Healer
-from engine.model import METRICS, FaultKind, PipelineSpec, Stage, StageSample, floor_minute
+from engine.model import FaultKind, PipelineSpec, Stage, floor_minute
 from engine.security.roles import Permission, Principal, require
 from engine.security.roles import agent as agent_principal
 from engine.service.audit import record
-from engine.service.tick import TickResult, register, tick
+from engine.service.tick import TickResult, register, tick, warm_scorer
 from engine.settings import Settings
 from engine.sim.faults import Fault
 from engine.sim.fleet import fleet_pipelines
@@ -42,7 +41,6 @@ from engine.store.db import Store
 from engine.telemetry.simulator import SimulatorSource
 
 log = logging.getLogger(__name__)
-WARM_MINUTES = 120  # history replayed into the anomaly scorer when the runtime resumes a store
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +84,7 @@ class EmbeddedRuntime:
         self.scorer = StageScorer(seed=settings.seed)
         register(self.store, self.source)
         if newest is not None:
-            self._warm_scorer(newest)
+            warm_scorer(self.store, self.scorer, newest)
         self.host = TwinHost(self.store, self.twin, self.source.lock)
         self._policy_cache: tuple[float | None, policy_mod.Policy] | None = None
         self.policy_name = self._resolve_policy(policy or settings.agent_policy)
@@ -155,16 +153,6 @@ class EmbeddedRuntime:
             current = self._policy_cache[1] if self._policy_cache else policy_mod.NO_AUTO
         self._policy_cache = (mtime, current)
         return current
-
-    def _warm_scorer(self, newest: datetime) -> None:
-        """Rebuild the scorer's baselines from the stored recent past, so a restart does not go blind."""
-        start = newest - timedelta(minutes=WARM_MINUTES)
-        with self.store.read() as conn:
-            frame = repo.stage_frame(conn, start, newest + timedelta(minutes=1))
-        samples = [StageSample(r.pipeline_id, Stage(r.stage), r.ts,
-                               {m: float(getattr(r, m)) for m in METRICS if pd.notna(getattr(r, m))})
-                   for r in frame.itertuples(index=False)]
-        self.scorer.score(samples)
 
     def backfill(self) -> TickResult | None:
         """Simulate the configured history quickly (once, before going live)."""

@@ -7,11 +7,12 @@ execution to the same sequence.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
+import pandas as pd
 from sqlalchemy import Connection
 
 from engine.decision.state import minute_views
@@ -20,13 +21,24 @@ from engine.detection.incidents import update_incidents
 from engine.detection.stage_scores import StageScore, StageScorer
 from engine.feedback import memory
 from engine.feedback.loop import Decision, Healer, Learned
-from engine.model import ActionKind, Incident, IncidentStatus, PipelineHealth, StageHealth, TelemetryBatch
+from engine.model import (
+    METRICS,
+    ActionKind,
+    Incident,
+    IncidentStatus,
+    PipelineHealth,
+    Stage,
+    StageHealth,
+    StageSample,
+    TelemetryBatch,
+)
 from engine.service import audit
 from engine.store import decision_repo, repo
 from engine.store.db import Store
 from engine.telemetry.source import TelemetrySource
 
 log = logging.getLogger(__name__)
+WARM_MINUTES = 120  # history replayed into the anomaly scorer when a loop resumes a store
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +58,18 @@ def register(store: Store, source: TelemetrySource) -> None:
     """Make sure the store knows the source's pipelines."""
     with store.transaction() as conn:
         repo.upsert_pipelines(conn, source.pipelines(), source.name)
+
+
+def warm_scorer(store: Store, scorer: StageScorer, newest: datetime, *, pipeline_ids: Sequence[str] | None = None,
+                minutes: int = WARM_MINUTES) -> None:
+    """Rebuild the scorer's baselines from the stored recent past, so a restarted loop does not go blind."""
+    with store.read() as conn:
+        frame = repo.stage_frame(conn, newest - timedelta(minutes=minutes), newest + timedelta(minutes=1),
+                                 pipeline_ids=pipeline_ids)
+    samples = [StageSample(r.pipeline_id, Stage(r.stage), r.ts,
+                           {m: float(getattr(r, m)) for m in METRICS if pd.notna(getattr(r, m))})
+               for r in frame.itertuples(index=False)]
+    scorer.score(samples)
 
 
 def tick(store: Store, source: TelemetrySource, now: datetime, scorer: StageScorer | None = None,

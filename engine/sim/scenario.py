@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from engine.errors import ScenarioError
+from engine.errors import ScenarioError, field_errors
 from engine.model import EPOCH, STAGES, FaultKind, Stage
 
 
@@ -93,15 +93,6 @@ class Scenario(BaseModel):
         return self
 
 
-def _format(err: ValidationError, source: str) -> str:
-    lines = []
-    for e in err.errors():
-        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]).lstrip(".")
-        msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"{loc}: {msg}" if loc else msg)
-    return f"invalid scenario {source}: " + "; ".join(lines)
-
-
 def parse_scenario(data: Any, source: str = "<data>") -> Scenario:
     """Validate already-parsed scenario data; raises ScenarioError naming the bad field."""
     if not isinstance(data, dict):
@@ -109,7 +100,7 @@ def parse_scenario(data: Any, source: str = "<data>") -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as e:
-        raise ScenarioError(_format(e, source)) from e
+        raise ScenarioError(f"invalid scenario {source}: {field_errors(e)}") from e
 
 
 def load_scenario(path: str | Path) -> Scenario:

@@ -1,0 +1,68 @@
+"""Watching real pipelines: tick a CloudWatch source into the store (scores, health, incidents), resumably.
+
+`selfheal watch` runs this. It is the monitoring and analysis half of the loop on AWS: the console's pages show
+the pipelines, their anomaly scores and incidents with their suspected cause. Deciding and acting on AWS needs
+an AWS executor, which selfheal does not have yet, so no policy runs here.
+
+Nothing is lost across a crash or a failed AWS call: every tick commits its minutes together with the
+source's watermark (`watermark:cloudwatch`), a restart resumes after it (replaying the stored recent past into
+the anomaly scorer first), and a failed pull consumes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from engine.detection.stage_scores import StageScorer
+from engine.model import floor_minute
+from engine.service.tick import TickResult, register, tick, warm_scorer
+from engine.store import repo
+from engine.store.db import Store
+from engine.telemetry.cloudwatch.fleet import Fleet
+from engine.telemetry.cloudwatch.source import AwsClients, CloudWatchSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """Where a watcher starts: after the stored watermark, or `backfill` minutes before now on a new store."""
+
+    start: datetime
+    from_watermark: bool
+
+
+class Watcher:
+    """A CloudWatch source, an anomaly scorer and the store, ticked together."""
+
+    def __init__(self, store: Store, fleet: Fleet, clients: AwsClients, *, now: datetime, backfill_minutes: int = 120,
+                 delay_minutes: int = 2, seed: int = 0) -> None:
+        self.store = store
+        self.resumed = self._resume(store, now, backfill_minutes)
+        self.source = CloudWatchSource(fleet, clients, start=self.resumed.start, delay_minutes=delay_minutes)
+        self.scorer = StageScorer(seed=seed)
+        register(store, self.source)
+        if self.resumed.from_watermark:
+            warm_scorer(store, self.scorer, self.resumed.start - timedelta(minutes=1),
+                        pipeline_ids=[p.id for p in fleet.specs])
+
+    @staticmethod
+    def _resume(store: Store, now: datetime, backfill_minutes: int) -> Resumed:
+        with store.read() as conn:
+            mark = repo.get_value(conn, f"watermark:{CloudWatchSource.name}")
+        if mark and mark.get("end"):
+            return Resumed(datetime.fromisoformat(mark["end"]), True)
+        return Resumed(floor_minute(now) - timedelta(minutes=backfill_minutes), False)
+
+    def tick(self, now: datetime) -> TickResult:
+        """Read and analyse the complete minutes up to `now` (a long gap: the first `MAX_WINDOW` of it)."""
+        return tick(self.store, self.source, now, self.scorer)
+
+    def catch_up(self, now: datetime) -> list[TickResult]:
+        """Tick until every complete minute before `now` is read (a long gap takes several windows)."""
+        results = [self.tick(now)]
+        while self.source.behind(now) and results[-1].minutes > 0:
+            results.append(self.tick(now))
+        return results

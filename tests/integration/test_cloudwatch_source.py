@@ -1,0 +1,179 @@
+"""The CloudWatch source against a real moto server over HTTP, through the real boto3 clients (no patching)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+from moto.server import ThreadedMotoServer
+
+from engine.errors import SourceError
+from engine.model import EventKind, Stage
+from engine.store import repo
+from engine.store.db import Store
+from engine.telemetry.cloudwatch import CloudWatchSource, aws_clients, parse_fleet
+
+REGION = "eu-west-1"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
+T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+FRESH = {"namespace": "DataPlatform", "metric": "FreshnessSeconds", "dimensions": {"Pipeline": "orders"},
+         "stat": "Maximum"}
+GLUE = {"JobName": "orders-etl", "JobRunId": "ALL"}
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A clean moto server and credentials for it; returns its URL."""
+    urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=10).close()
+    for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    return moto_url
+
+
+def _client(url: str, service: str):
+    return boto3.client(service, endpoint_url=url, region_name=REGION)
+
+
+def _put(cw, namespace: str, name: str, dims: dict[str, str], points: dict[datetime, float]) -> None:
+    data = [{"MetricName": name, "Dimensions": [{"Name": k, "Value": v} for k, v in dims.items()],
+             "Timestamp": ts + timedelta(seconds=20), "Value": value} for ts, value in points.items()]
+    for i in range(0, len(data), 500):
+        cw.put_metric_data(Namespace=namespace, MetricData=data[i:i + 500])
+
+
+def _log(url: str, group: str, lines: dict[datetime, str]) -> None:
+    logs = _client(url, "logs")
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="run")
+    logs.put_log_events(logGroupName=group, logStreamName="run", logEvents=[
+        {"timestamp": int((ts + timedelta(seconds=5)).timestamp() * 1000), "message": msg}
+        for ts, msg in sorted(lines.items())])
+
+
+def test_a_pull_reads_metrics_task_states_and_logs_and_a_failed_pull_consumes_nothing(aws):
+    fleet = parse_fleet({"pipeline": [{
+        "id": "orders", "freshness": FRESH,
+        "source": {"dms_task": "orders-cdc", "dms_instance": "orders-ri"},
+        "transform": {"glue_job": "orders-etl", "log_group": "/aws-glue/jobs/error"},
+        "warehouse": {"redshift_cluster": "dw"}}]})
+    minutes = [T0 + timedelta(minutes=i) for i in range(10)]
+    cw = _client(aws, "cloudwatch")
+    task = {"ReplicationInstanceIdentifier": "orders-ri", "ReplicationTaskIdentifier": "orders-cdc"}
+    _put(cw, "AWS/DMS", "CDCLatencySource", task, dict.fromkeys(minutes, 5.0))
+    _put(cw, "AWS/DMS", "CDCThroughputRowsSource", task, dict.fromkeys(minutes, 100.0))
+    _put(cw, "AWS/DMS", "CPUUtilization", {"ReplicationInstanceIdentifier": "orders-ri"}, dict.fromkeys(minutes, 20.0))
+    _put(cw, "Glue", "glue.ALL.system.cpuSystemLoad", {**GLUE, "Type": "gauge"}, dict.fromkeys(minutes, 0.3))
+    _put(cw, "Glue", "glue.driver.aggregate.recordsRead", {**GLUE, "Type": "count"}, dict.fromkeys(minutes, 6000.0))
+    _put(cw, "AWS/Redshift", "CPUUtilization", {"ClusterIdentifier": "dw"}, dict.fromkeys(minutes, 40.0))
+    _put(cw, "DataPlatform", "FreshnessSeconds", {"Pipeline": "orders"}, {m: 120.0 for m in minutes if m != minutes[7]})
+    _log(aws, "/aws-glue/jobs/error", {minutes[8]: "ERROR GlueJob: AnalysisException: cannot resolve column 'amount'",
+                                       minutes[8] + timedelta(seconds=10): "INFO retrying stage 3"})
+    dms = _client(aws, "dms")
+    arn = dms.create_replication_task(
+        ReplicationTaskIdentifier="orders-cdc", MigrationType="cdc", TableMappings='{"rules": []}',
+        SourceEndpointArn="arn:aws:dms:eu-west-1:123456789012:endpoint:src",
+        TargetEndpointArn="arn:aws:dms:eu-west-1:123456789012:endpoint:tgt",
+        ReplicationInstanceArn="arn:aws:dms:eu-west-1:123456789012:rep:orders-ri")["ReplicationTask"]["ReplicationTaskArn"]
+    dms.start_replication_task(ReplicationTaskArn=arn, StartReplicationTaskType="start-replication")
+    dms.stop_replication_task(ReplicationTaskArn=arn)
+
+    # The Glue job itself does not exist (renamed, say): its runs read as none, the rest of the fleet is read.
+    # Nothing listens on port 9 here: the pull fails with a clear error and moves nothing on.
+    source = CloudWatchSource(fleet, aws_clients(REGION, "http://127.0.0.1:9", max_attempts=1, timeout_s=2),
+                              start=T0)
+    with pytest.raises(SourceError, match=r"AWS cloudwatch\.get_metric_data failed"):
+        source.pull(T0 + timedelta(minutes=12))
+    assert source.next_minute == T0
+
+    source.clients = aws_clients(REGION, aws)
+    batch = source.pull(T0 + timedelta(minutes=12, seconds=30))  # two minutes' delay: minutes 0–9
+    assert (batch.start, batch.end) == (T0, T0 + timedelta(minutes=10))
+    got = {(s.stage, s.ts): s.values for s in batch.samples}
+    assert len(got) == 30  # three stages × ten minutes
+    assert got[Stage.SOURCE, minutes[3]] == {"cdc_lag_s": 5.0, "throughput_rows_s": 100.0, "cpu_pct": 20.0}
+    assert got[Stage.TRANSFORM, minutes[3]] == pytest.approx({"cpu_pct": 30.0, "throughput_rows_s": 100.0})
+    assert got[Stage.WAREHOUSE, minutes[6]] == {"cpu_pct": 40.0, "freshness_s": 120.0}
+    assert got[Stage.WAREHOUSE, minutes[7]]["freshness_s"] == 180.0  # not read: carried from minute 6, aged
+    events = {(e.kind, e.stage, e.ts): e for e in batch.events}
+    assert set(events) == {(EventKind.TASK_STOPPED, Stage.SOURCE, minutes[9]),
+                           (EventKind.LOG, Stage.TRANSFORM, minutes[8])}
+    assert "task status: stopped" in events[EventKind.TASK_STOPPED, Stage.SOURCE, minutes[9]].message
+    assert events[EventKind.LOG, Stage.TRANSFORM, minutes[8]].level == "error"
+    again = source.pull(T0 + timedelta(minutes=12, seconds=59))
+    assert (again.start, again.end, again.samples) == (T0 + timedelta(minutes=10), T0 + timedelta(minutes=10), [])
+
+
+def _watch(tmp: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **CREDENTIALS, "SELFHEAL_DATA_DIR": str(tmp / "data"),
+           "SELFHEAL_DATABASE_URL": f"sqlite:///{tmp}/selfheal.db"}
+    env.pop("AWS_PROFILE", None)
+    return subprocess.run([sys.executable, "-m", "engine.cli", "watch", "--fleet", str(tmp / "fleet.toml"),
+                           "--endpoint-url", url, *args], capture_output=True, text=True, timeout=120, check=False,
+                          env=env)
+
+
+def test_watch_opens_a_diagnosed_incident_from_cloudwatch_and_resumes_without_reading_a_minute_twice(aws, tmp_path):
+    (tmp_path / "fleet.toml").write_text(
+        f'region = "{REGION}"\n[[pipeline]]\nid = "orders"\nfreshness_target_minutes = 15\n'
+        'freshness = { namespace = "DataPlatform", metric = "FreshnessSeconds", '
+        'dimensions = { Pipeline = "orders" } }\n'
+        '[pipeline.transform]\nglue_job = "orders-etl"\nlog_group = "/aws-glue/jobs/error"\n')
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    minutes = [now - timedelta(minutes=60 - i) for i in range(60)]
+    rng = np.random.default_rng(7)
+    cw = _client(aws, "cloudwatch")
+    _put(cw, "Glue", "glue.ALL.system.cpuSystemLoad", {**GLUE, "Type": "gauge"},
+         {m: 0.30 + 0.01 * rng.standard_normal() for m in minutes})
+    _put(cw, "Glue", "glue.driver.aggregate.recordsRead", {**GLUE, "Type": "count"},
+         {m: 6000.0 + 60 * rng.standard_normal() for m in minutes})
+    _put(cw, "DataPlatform", "FreshnessSeconds", {"Pipeline": "orders"},
+         {m: 120.0 + 5 * rng.standard_normal() for m in minutes})
+    drift = minutes[-10:]  # the last ten minutes: every run fails on a renamed column
+    _log(aws, "/aws-glue/jobs/error", {m: "ERROR AnalysisException: cannot resolve column 'amount' given input "
+                                          "columns [amt, id]" for m in drift})
+
+    first = _watch(tmp_path, aws, "--ticks", "1", "--backfill", "60", "--delay", "0")
+    assert first.returncode == 0, first.stderr
+    assert "Traceback" not in first.stderr and "starting at" in first.stderr
+    store = Store.open(f"sqlite:///{tmp_path}/selfheal.db")
+    with store.read() as conn:
+        (incident,) = repo.open_incidents(conn)
+        frame = repo.stage_frame(conn, minutes[0], now + timedelta(minutes=5))
+    assert (incident.pipeline_id, incident.stage, incident.error_type) == ("orders", Stage.TRANSFORM, "schema_drift")
+    assert drift[0] <= incident.onset_at <= incident.opened_at <= drift[1]  # not before: calm minutes were healthy
+    assert len(frame) >= 60 and set(frame["stage"]) == {"transform"}
+
+    second = _watch(tmp_path, aws, "--ticks", "1", "--delay", "0")
+    assert second.returncode == 0, second.stderr
+    assert "resuming after" in second.stderr
+    with store.read() as conn:
+        frame = repo.stage_frame(conn, minutes[0], now + timedelta(minutes=5))
+        assert len(repo.open_incidents(conn)) == 1
+    assert not frame.duplicated(["pipeline_id", "stage", "ts"]).any()
+
+
+def test_watch_names_a_bad_fleet_file_and_exits_2(aws, tmp_path):
+    (tmp_path / "fleet.toml").write_text('[[pipeline]]\nid = "orders"\n[pipeline.transform]\nglue_job = "x"\n')
+    bad = _watch(tmp_path, aws, "--ticks", "1")
+    assert bad.returncode == 2
+    assert "pipeline[0]: freshness: a query for end-to-end freshness is required" in bad.stderr
+    assert "Traceback" not in bad.stderr
