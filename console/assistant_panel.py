@@ -15,16 +15,17 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+from console.auth import current_principal
 from engine.assistant import AssistantBackend, AssistantConfig, load_assistant_config, make_backend
 from engine.assistant.backend import file_suggestion
 from engine.assistant.results import Answer, ChartSpec, Done, TextDelta, ToolCall, ToolStatus, ToolStep, Turn
 from engine.errors import ConfigError, SelfhealError
+from engine.security.roles import Permission, Principal
 from engine.store.db import Store
 
 log = logging.getLogger(__name__)
 HISTORY_KEY = "assistant_history"
 PENDING_KEY = "assistant_pending"
-ACTOR = "console"
 _STATUS_ICON = {ToolStatus.SUCCESS: ":material/check_circle:", ToolStatus.NO_DATA: ":material/info:",
                 ToolStatus.ERROR: ":material/error:", ToolStatus.APPROVAL_REQUIRED: ":material/pending_actions:"}
 
@@ -38,14 +39,16 @@ def _llm_secrets() -> dict[str, Any]:
     return dict(table) if table else {}
 
 
-def assistant_backend(store: Store) -> tuple[AssistantBackend, AssistantConfig | None, str | None]:
-    """(backend, its config, a warning to show). A bad LLM configuration falls back to the offline analyst."""
+def assistant_backend(store: Store, principal: Principal,
+                      ) -> tuple[AssistantBackend, AssistantConfig | None, str | None]:
+    """(backend, its config, a warning to show) answering for `principal` (whose role decides whether a fix may be
+    proposed; the audit log names them). A bad LLM configuration falls back to the offline analyst."""
     try:
         config = load_assistant_config(**_llm_secrets())
-        return make_backend(store, config, actor=ACTOR), config, None
+        return make_backend(store, config, actor=principal.label, principal=principal), config, None
     except ConfigError as e:
-        return make_backend(store, AssistantConfig(backend="offline"), actor=ACTOR), None, \
-            f"{e}. Answering with the offline analyst instead."
+        return make_backend(store, AssistantConfig(backend="offline"), actor=principal.label, principal=principal), \
+            None, f"{e}. Answering with the offline analyst instead."
 
 
 def history() -> list[dict[str, Any]]:
@@ -74,7 +77,9 @@ def _file(store: Store, index: int) -> None:
     if answer.suggestion is None:
         return
     try:
-        call = file_suggestion(store, answer.suggestion, actor=ACTOR, question=entry.get("question", ""))
+        principal = current_principal()
+        call = file_suggestion(store, answer.suggestion, actor=principal.label, question=entry.get("question", ""),
+                               principal=principal)
     except SelfhealError as e:  # call_tool never raises; this guards the import-time store handle only
         entry["filed"] = {"ok": False, "text": str(e)}
         return
@@ -124,9 +129,11 @@ def render_extras(store: Store, index: int, entry: dict[str, Any]) -> None:
         else:
             st.error(f"Could not propose the fix: {filed['text']}", icon=":material/error:")
     elif answer.suggestion is not None:
+        may = current_principal().can(Permission.PROPOSE)
         st.button(f"Propose this fix: {answer.suggestion.describe()}", key=f"assistant_propose_{index}",
-                  icon=":material/add_task:", type="primary", on_click=_file, args=(store, index),
-                  help="Queues the fix for an operator's approval. Nothing runs from here.")
+                  icon=":material/add_task:", type="primary", on_click=_file, args=(store, index), disabled=not may,
+                  help="Queues the fix for an operator's approval. Nothing runs from here." if may else
+                  "Viewers cannot propose fixes; ask an operator.")
     follow_ups = [q for q in answer.follow_ups
                   if not (q.startswith("Propose") and (filed is not None or answer.proposal is not None))]
     if follow_ups:

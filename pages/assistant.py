@@ -13,10 +13,11 @@ from console.assistant_panel import (
     stream_answer,
     turns,
 )
+from console.auth import current_principal
 from console.services import runtime_or_stop
 
 settings, runtime = runtime_or_stop()
-backend, config, warning = assistant_backend(runtime.store)
+backend, config, warning = assistant_backend(runtime.store, current_principal())
 
 st.title(":material/forum: Assistant", anchor=False)
 st.caption("Answers come from the fleet's telemetry in the store; relative windows (“last 2 hours”) count back "

@@ -30,6 +30,7 @@ from engine.assistant.safety import redact
 from engine.assistant.session import Reply, Session, Steps
 from engine.assistant.window import parse_window
 from engine.model import Stage
+from engine.security.roles import Principal
 from engine.store.db import Store
 
 _NEEDS_PIPELINE = (Intent.METRIC, Intent.ERRORS, Intent.EXPLAIN, Intent.PROPOSE, Intent.ADVISE, Intent.STATUS,
@@ -83,14 +84,17 @@ class OfflineAnalyst:
 
     name = "offline"
 
-    def __init__(self, store: Store, *, actor: str = "assistant", clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, store: Store, *, actor: str = "assistant", clock: Callable[[], datetime] = utcnow,
+                 principal: Principal | None = None) -> None:
         self.store = store
         self.actor = actor
         self.clock = clock
+        self.principal = principal
 
     def understand(self, question: str, history: Sequence[Turn] = (), ctx: ToolContext | None = None) -> Parsed:
         """The parsed question, with follow-up gaps filled from the history."""
-        ctx = ctx or ToolContext(self.store, actor=self.actor, question=question, clock=self.clock)
+        ctx = ctx or ToolContext(self.store, actor=self.actor, question=question, clock=self.clock,
+                                 principal=self.principal)
         span = ctx.span()
         parsed = parse(question, ctx.catalog(), *(span[1], span[0]) if span else (None, None))
         prior = _previous_context(history)
@@ -100,7 +104,8 @@ class OfflineAnalyst:
         return parsed
 
     def stream(self, question: str, history: Sequence[Turn] = ()) -> Iterator[ReplyEvent]:
-        ctx = ToolContext(self.store, actor=self.actor, question=question[:2000], clock=self.clock)
+        ctx = ToolContext(self.store, actor=self.actor, question=question[:2000], clock=self.clock,
+                          principal=self.principal)
         parsed = self.understand(question, history, ctx)
         session = Session(ctx)
         prior = _previous_context(history)

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from engine.assistant.results import Answer, Done, ProposalDraft, ReplyEvent, TextDelta, ToolCall, Turn
+from engine.security.roles import Principal
 from engine.store.db import Store
 
 
@@ -32,9 +33,12 @@ def chunks(text: str) -> Iterator[TextDelta]:
         yield TextDelta(piece)
 
 
-def file_suggestion(store: Store, draft: ProposalDraft, *, actor: str = "operator", question: str = "") -> ToolCall:
-    """Queue a suggested fix (the "Propose this fix" button): the same validated `propose_action` tool."""
+def file_suggestion(store: Store, draft: ProposalDraft, *, actor: str = "operator", question: str = "",
+                    principal: Principal | None = None) -> ToolCall:
+    """Queue a suggested fix (the "Propose this fix" button): the same validated `propose_action` tool, which
+    refuses a `principal` without the right to propose."""
     from engine.assistant.context import ToolContext
     from engine.assistant.tools import call_tool
 
-    return call_tool(ToolContext(store, actor=actor, question=question), "propose_action", draft.as_arguments())
+    return call_tool(ToolContext(store, actor=actor, question=question, principal=principal), "propose_action",
+                     draft.as_arguments())

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from engine.assistant.backend import AssistantBackend
 from engine.assistant.context import utcnow
 from engine.errors import ConfigError
+from engine.security.roles import Principal
 from engine.store.db import Store
 
 
@@ -61,7 +62,7 @@ def load_assistant_config(**overrides: object) -> AssistantConfig:
 
 
 def make_backend(store: Store, config: AssistantConfig | None = None, *, actor: str = "assistant",
-                 clock: Callable[[], datetime] = utcnow) -> AssistantBackend:
+                 clock: Callable[[], datetime] = utcnow, principal: Principal | None = None) -> AssistantBackend:
     """The backend the settings choose: the offline analyst by default, the OpenAI one when configured."""
     config = config or load_assistant_config()
     if config.backend == "openai":
@@ -70,7 +71,7 @@ def make_backend(store: Store, config: AssistantConfig | None = None, *, actor: 
         if (config.api_key is None or not config.api_key.get_secret_value()) and not config.base_url:
             raise ConfigError("SELFHEAL_ASSISTANT_BACKEND=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a "
                               "local OpenAI-compatible server)")
-        return OpenAIBackend(store, config, actor=actor, clock=clock)
+        return OpenAIBackend(store, config, actor=actor, clock=clock, principal=principal)
     from engine.assistant.analyst import OfflineAnalyst
 
-    return OfflineAnalyst(store, actor=actor, clock=clock)
+    return OfflineAnalyst(store, actor=actor, clock=clock, principal=principal)

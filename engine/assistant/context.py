@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from engine.assistant.entities import Catalog, Target
 from engine.assistant.window import Window, window_from_phrase
+from engine.security.roles import Principal
 from engine.store import repo
 from engine.store.db import Store
 
@@ -32,6 +33,7 @@ class ToolContext:
     actor: str = "assistant"
     question: str = ""
     clock: Callable[[], datetime] = utcnow
+    principal: Principal | None = None  # who asks, where known (the console's signed-in user): checked on writes
     _catalog: Catalog | None = field(default=None, repr=False)
     _span: tuple[datetime, datetime] | None = field(default=None, repr=False)
     _span_read: bool = field(default=False, repr=False)

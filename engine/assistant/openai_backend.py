@@ -38,6 +38,7 @@ from engine.assistant.results import (
 )
 from engine.assistant.safety import defang_markdown, redact, user_requested_change
 from engine.assistant.tools import call_tool, openai_tools
+from engine.security.roles import Principal
 from engine.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -95,11 +96,13 @@ class OpenAIBackend:
     name = "openai"
 
     def __init__(self, store: Store, config: AssistantConfig, *, client: OpenAI | None = None,
-                 actor: str = "assistant", clock: Callable[[], datetime] = utcnow) -> None:
+                 actor: str = "assistant", clock: Callable[[], datetime] = utcnow,
+                 principal: Principal | None = None) -> None:
         self.store = store
         self.config = config
         self.actor = actor
         self.clock = clock
+        self.principal = principal
         key = config.api_key.get_secret_value() if config.api_key else "unused-local-server"
         self._secrets = [key] if config.api_key else []
         self.client = client or OpenAI(api_key=key, base_url=config.base_url or None, timeout=config.timeout_s,
@@ -107,7 +110,8 @@ class OpenAIBackend:
 
     # -- the loop ---------------------------------------------------------------------------------
     def stream(self, question: str, history: Sequence[Turn] = ()) -> Iterator[ReplyEvent]:
-        ctx = ToolContext(self.store, actor=self.actor, question=question[:2000], clock=self.clock)
+        ctx = ToolContext(self.store, actor=self.actor, question=question[:2000], clock=self.clock,
+                          principal=self.principal)
         messages = self._messages(ctx, question, history)
         allow_propose = user_requested_change(question)
         calls: list[ToolCall] = []

@@ -15,6 +15,7 @@ from engine.assistant.args import ProposeArgs
 from engine.assistant.context import ToolContext, ToolFailure
 from engine.assistant.format import iso
 from engine.assistant.results import ToolResult, ToolStatus
+from engine.security.roles import Permission
 from engine.service.audit import append
 from engine.store import assistant_repo
 
@@ -24,6 +25,11 @@ EXPIRES_AFTER = timedelta(hours=4)
 
 
 def propose_action(ctx: ToolContext, args: ProposeArgs) -> ToolResult:
+    who = ctx.principal
+    if who is not None and not who.can(Permission.PROPOSE):
+        raise ToolFailure(f"{who.label} ({who.role.value}) may not propose fixes; ask an operator. Nothing was "
+                          "queued.")
+    actor = who.label if who is not None else ctx.actor
     target = ctx.target(args.pipeline)
     try:
         stage = check_action(args.action, args.stage or target.stage, args.params)
@@ -45,10 +51,10 @@ def propose_action(ctx: ToolContext, args: ProposeArgs) -> ToolResult:
                 pipeline_id=target.pipeline, action=args.action.value, stage=stage.value, params=params,
                 origin=ORIGIN, risk=rule.risk, confidence=args.confidence,
                 evidence={"reason": args.reason, "question": ctx.question[:500], "component": component,
-                          "requested_by": ctx.actor},
+                          "requested_by": actor},
                 created_at=created, expires_at=expires, incident_id=args.incident_id))
             reused = False
-            append(conn, actor=ctx.actor, kind="proposal_created", subject=f"proposal:{pid}",
+            append(conn, actor=actor, kind="proposal_created", subject=f"proposal:{pid}",
                    detail={"origin": ORIGIN, "pipeline": target.pipeline, "action": args.action.value,
                            "stage": stage.value, "params": params, "risk": rule.risk, "reason": args.reason,
                            "incident_id": args.incident_id, "question": ctx.question[:500]}, at=created)

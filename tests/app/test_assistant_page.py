@@ -12,7 +12,10 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from console.auth import SESSION_USER
 from console.services import get_runtime, get_settings
+from engine.security.users import hash_password
+from engine.service import audit
 from engine.service.runtime import EmbeddedRuntime
 from engine.store.tables import ActionRunRow, ProposalRow
 
@@ -37,9 +40,16 @@ def runtime(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emb
     get_runtime.clear()
 
 
-def page(llm: dict | None = None) -> AppTest:
+USERS = {"olga": {"password_hash": hash_password("pw-olga", rounds=4), "role": "operator"},
+         "vic": {"password_hash": hash_password("pw-vic", rounds=4), "role": "viewer"}}
+
+
+def page(llm: dict | None = None, user: str | None = None) -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
     at.secrets["llm"] = llm or {"backend": "offline"}
+    if user is not None:
+        at.secrets["selfheal"] = {"users": USERS}
+        at.session_state[SESSION_USER] = user
     at.run()
     assert not at.exception
     return at
@@ -91,6 +101,22 @@ def test_propose_this_fix_files_a_pending_chat_proposal(runtime: EmbeddedRuntime
     assert not [b for b in at.button if b.key == "assistant_propose_1"]  # filed once, no second button
     with runtime.store.read() as conn:
         assert conn.execute(select(ActionRunRow.__table__)).all() == []  # nothing ran
+
+
+def test_a_viewer_cannot_propose_from_the_chat_and_an_operators_proposal_names_them(runtime: EmbeddedRuntime,
+                                                                                    ) -> None:
+    at = ask(page(user="vic"), "why is orders failing?")
+    assert at.button(key="assistant_propose_1").disabled
+    at = ask(at, "please restart the orders glue job")
+    assert proposals(runtime) == []  # the tool itself refuses: the disabled button is not the only guard
+    assert any(s.label.startswith("propose_action(") and s.label.endswith("→ error") for s in at.status)
+    assert any("vic (viewer) may not propose fixes" in t.value for t in at.text)
+    ask(page(user="olga"), "please restart the orders glue job")
+    [row] = proposals(runtime)
+    assert row["evidence"]["requested_by"] == "olga"
+    with runtime.store.read() as conn:
+        created = audit.entries(conn, kinds=["proposal_created"], subject=f"proposal:{row['id']}")
+    assert created["actor"].tolist() == ["olga"]
 
 
 def test_a_fix_request_is_queued_from_the_chat(runtime: EmbeddedRuntime) -> None:
