@@ -73,6 +73,10 @@ except SelfhealError as e:
     st.stop()
 
 table = panel.queue_table(frame)
+# The parameters shown in the run the user acted on: a bulk approval holds each proposal to them.
+seen_params = st.session_state.get("appr_seen_params", {})
+st.session_state["appr_seen_params"] = {int(i): dict(p or {}) for i, p in zip(frame["id"], frame["params"],
+                                                                            strict=True)}
 ids = [int(i) for i in table["id"]]
 key = f"appr_queue_{st.session_state.get('appr_version', 0)}"
 rows = list((st.session_state.get(key) or {}).get("selection", {}).get("rows", []))
@@ -112,7 +116,9 @@ if len(selection.ids) > 1:
                      icon=":material/edit_note:")
         elif bulk_ok or bulk_no:
             outcomes = attempt(lambda: queue.decide_many(runtime.store, principal, selection.ids,
-                                                         approve_them=bulk_ok, reason=reason))
+                                                         approve_them=bulk_ok, reason=reason,
+                                                         expected={i: seen_params[i] for i in selection.ids
+                                                                   if i in seen_params}))
             if outcomes is not None:
                 done, failed = panel.outcome_lines(outcomes)
                 if done:

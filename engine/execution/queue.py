@@ -156,8 +156,7 @@ def _approve_row(conn: Connection, pid: int, *, decided_by: str, reason: str, no
                               "updated_at": now, "policy_rule": policy_rule}
     if params is not None:
         values["params"] = params
-    won = conn.execute(update(P).where(P.c.id == pid, P.c.status == "pending",
-                                       (P.c.expires_at.is_(None)) | (P.c.expires_at > now)).values(**values))
+    won = conn.execute(update(P).where(P.c.id == pid, P.c.status == "pending", _not_expired(now)).values(**values))
     if won.rowcount != 1:
         _explain_conflict(conn, pid, now)
     row = conn.execute(select(P).where(P.c.id == pid)).one()
@@ -169,6 +168,10 @@ def _approve_row(conn: Connection, pid: int, *, decided_by: str, reason: str, no
            detail={"run_id": run_id, "reason": reason, "pipeline": row.pipeline_id, "action": row.action,
                    "stage": row.stage, "params": row.params or {}, "auto": policy_rule is not None})
     return run_id
+
+
+def _not_expired(now: datetime) -> Any:
+    return (P.c.expires_at.is_(None)) | (P.c.expires_at > now)
 
 
 def _explain_conflict(conn: Connection, pid: int, now: datetime) -> None:
@@ -227,8 +230,9 @@ def _required(reason: str, what: str) -> str:
 
 def _close_pending(conn: Connection, proposal_id: int, status: str, *, actor: Principal, reason: str,
                    now: datetime) -> bool:
-    """pending → `status` with who, when and why; False when it was no longer pending."""
-    won = conn.execute(update(P).where(P.c.id == proposal_id, P.c.status == "pending").values(
+    """pending → `status` with who, when and why; False when it was no longer pending or has expired (the expiry
+    clock marks it expired on its next tick: deciding after the deadline is too late, whoever marks it first)."""
+    won = conn.execute(update(P).where(P.c.id == proposal_id, P.c.status == "pending", _not_expired(now)).values(
         status=status, decided_by=actor.label, decided_at=now, reason=reason, updated_at=now))
     return won.rowcount == 1
 
@@ -256,7 +260,7 @@ def edit_params(store: Store, actor: Principal, proposal_id: int, params: Mappin
     with store.transaction() as conn:
         row = _locked(conn, proposal_id, expected_params)
         new = check_params(ActionKind(row.action), dict(params))
-        won = conn.execute(update(P).where(P.c.id == proposal_id, P.c.status == "pending")
+        won = conn.execute(update(P).where(P.c.id == proposal_id, P.c.status == "pending", _not_expired(now))
                            .values(params=new, updated_at=now))
         if won.rowcount != 1:
             _explain_conflict(conn, proposal_id, now)
@@ -296,8 +300,12 @@ class BulkOutcome:
 
 
 def decide_many(store: Store, actor: Principal, proposal_ids: Iterable[int], *, approve_them: bool,
-                reason: str = "", now: datetime | None = None) -> list[BulkOutcome]:
-    """Approve or reject several proposals, each in its own transaction: one conflict does not stop the rest."""
+                reason: str = "", now: datetime | None = None,
+                expected: Mapping[int, Mapping[str, Any]] | None = None) -> list[BulkOutcome]:
+    """Approve or reject several proposals, each in its own transaction: one conflict does not stop the rest.
+
+    `expected`: per proposal, the parameters the operator saw; one edited since is not approved (as `approve`)."""
+    expected = expected or {}
     require(actor, Permission.DECIDE)
     if not approve_them and not reason.strip():
         raise SelfhealError("a rejection needs a reason")
@@ -305,7 +313,7 @@ def decide_many(store: Store, actor: Principal, proposal_ids: Iterable[int], *, 
     for pid in proposal_ids:
         try:
             if approve_them:
-                d = approve(store, actor, pid, reason=reason, now=now)
+                d = approve(store, actor, pid, reason=reason, now=now, expected_params=expected.get(pid))
                 out.append(BulkOutcome(pid, True, f"approved, run #{d.run_id} queued"))
             else:
                 reject(store, actor, pid, reason, now=now)

@@ -202,6 +202,19 @@ def test_a_viewer_sees_the_queue_but_cannot_decide(rt: EmbeddedRuntime) -> None:
     assert stored(rt, pid)["status"] == "pending" and runs_of(rt, pid) == 0
 
 
+def test_bulk_approve_refuses_a_proposal_whose_parameters_changed_after_the_operator_saw_them(
+        rt: EmbeddedRuntime) -> None:
+    edited = propose(rt, params={"workers": 6})
+    other = propose(rt, "restart_task")
+    at = select_rows(page("alice"), 0, 1)
+    queue.edit_params(rt.store, Principal("bob", Role.OPERATOR), edited, {"workers": 64})  # after alice looked
+    at.button(key="appr_bulk_ok").click()
+    at = run(at)
+    assert f"#{other}: approved" in texts(at.success)
+    assert f"#{edited}" in texts(at.warning) and "parameters changed since you opened it" in texts(at.warning)
+    assert stored(rt, edited)["status"] == "pending" and runs_of(rt, edited) == 0  # 64 workers never ran unseen
+
+
 def test_bulk_approve_reports_each_outcome(rt: EmbeddedRuntime) -> None:
     first = propose(rt)
     second = propose(rt, "restart_task")

@@ -20,7 +20,15 @@ from engine.errors import (
 )
 from engine.execution import policy as policy_mod
 from engine.execution.policy import NO_AUTO
-from engine.execution.queue import ProposalRequest, approve, edit_params, expire_due, propose, reject
+from engine.execution.queue import (
+    ProposalRequest,
+    approve,
+    decide_many,
+    edit_params,
+    expire_due,
+    propose,
+    reject,
+)
 from engine.security.roles import Principal, Role, agent
 from engine.service.tick import register
 from engine.sim.fleet import fleet_pipelines
@@ -120,7 +128,7 @@ def test_approve_and_edit_refuse_out_of_bounds_parameters(store: Store) -> None:
     with pytest.raises(ActionParamsError, match="does not take max_attempts"):
         edit_params(store, OPERATOR, pid, {"max_attempts": 3})
     assert rows(store) == before
-    assert edit_params(store, OPERATOR, pid, {"workers": 8}) == {"workers": 8}
+    assert edit_params(store, OPERATOR, pid, {"workers": 8}, now=T0) == {"workers": 8}
     decided = approve(store, OPERATOR, pid, params={"workers": 16}, reason="peak", now=T0)
     with store.read() as conn:
         run = conn.execute(select(ActionRunRow.__table__).where(ActionRunRow.__table__.c.id == decided.run_id)).one()
@@ -157,6 +165,33 @@ def test_expiry_moves_only_due_pending_proposals_and_audits_them(store: Store) -
                                .where(AuditEntryRow.__table__.c.kind == "proposal_expired")).scalars().all()
     assert status == {old: "expired", young: "pending", decided: "approved"}
     assert expired == [f"proposal:{old}"]
+
+
+def test_past_its_expiry_a_proposal_cannot_be_edited_rejected_or_approved_even_before_the_clock_marks_it(
+        store: Store) -> None:
+    pid = file(store, workers=4, now=T0)
+    late = T0 + timedelta(minutes=NO_AUTO.proposal_ttl_minutes)
+    before = rows(store)
+    with pytest.raises(ConflictError, match=f"proposal #{pid} expired at"):
+        edit_params(store, OPERATOR, pid, {"workers": 6}, now=late)
+    with pytest.raises(ConflictError, match="expired at"):
+        reject(store, OPERATOR, pid, "not needed", now=late)
+    with pytest.raises(ConflictError, match="expired at"):
+        approve(store, OPERATOR, pid, now=late)
+    assert rows(store) == before  # nothing decided, edited or audited: the expiry clock records it as expired
+    edit_params(store, OPERATOR, pid, {"workers": 6}, now=late - timedelta(seconds=1))  # still in time
+
+
+def test_bulk_approval_holds_each_proposal_to_the_parameters_the_operator_saw(store: Store) -> None:
+    edited, untouched = file(store, workers=4), file(store, "restart_task")
+    edit_params(store, Principal("bob", Role.OPERATOR), edited, {"workers": 64}, now=T0)
+    out = decide_many(store, OPERATOR, [edited, untouched], approve_them=True, now=T0,
+                      expected={edited: {"workers": 4}, untouched: {}})
+    assert [(o.proposal_id, o.ok) for o in out] == [(edited, False), (untouched, True)]
+    assert "parameters changed since you opened it" in out[0].message
+    with store.read() as conn:
+        status = dict(conn.execute(select(ProposalRow.__table__.c.id, ProposalRow.__table__.c.status)).all())
+    assert status == {edited: "pending", untouched: "approved"}
 
 
 def test_a_decision_on_parameters_someone_else_changed_is_refused(store: Store) -> None:
