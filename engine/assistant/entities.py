@@ -166,13 +166,14 @@ _CONTRACTIONS = {"what's": "what is", "how's": "how is", "it's": "it is", "that'
 
 
 def normalise(text: str) -> str:
-    """Lower-case, straight quotes, contractions expanded, separators and possessives removed, single spaces."""
+    """Lower-case, straight quotes, contractions expanded, separators and possessives removed (a minus sign in front
+    of a number kept), single spaces."""
     low = text.lower().replace("’", "'").replace("‘", "'")
     low = re.sub(r"\b(?:" + "|".join(re.escape(k) for k in _CONTRACTIONS) + r")(?![\w'])",
                  lambda m: _CONTRACTIONS[m[0]], low)
     low = re.sub(r"'s\b|s'(?=\s|$)", lambda m: "" if m[0] == "'s" else "s", low)
-    low = re.sub(r"[-_/]", " ", low)
-    low = re.sub(r"[^a-z0-9%#.:\s]", " ", low)
+    low = re.sub(r"[_/]|(?<![\s(])-|-(?!\d)", " ", low)  # a minus sign stays: "-5 workers" is not 5 workers
+    low = re.sub(r"[^a-z0-9%#.:\s-]", " ", low)
     return re.sub(r"\s+", " ", low).strip()
 
 

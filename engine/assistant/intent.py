@@ -104,8 +104,10 @@ _FOLLOW_UP = re.compile(r"^(?:and|what about|how about|same for|and for|also|now
 _HELP = re.compile(r"^(?:help|\?|what can you do|hi|hello|hey)\b")
 _QUOTED = re.compile(r"[\"“`']([^\"”`']{2,200})[\"”`']")
 _SEARCH_TAIL = re.compile(r"\b(?:for|mentioning|containing|about|matching|saying|like|with|on)\s+(.+)$")
-_WORKERS = re.compile(r"\b(\d{1,4})\s*(?:workers?|nodes?|executors?|dpus?|instances?|slots?)\b|"
-                      r"\bto\s+(\d{1,4})\b(?!\s*(?:%|percent|min|minutes|h|hours|s|sec))")
+# Any number, signed or not, whole or not: a count out of bounds must reach the bounds check and be refused,
+# never be read as a different, valid one ("-5 workers" as 5, "100000" as its first four digits).
+_WORKERS = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)\s*(?:workers?|nodes?|executors?|dpus?|instances?|slots?)\b|"
+                      r"\bto\s+(-?\d+(?:\.\d+)?)\b(?!\s*(?:%|percent|min|minutes|h|hours|s|sec))")
 _UNITS_OF_CAPACITY = r"(?:workers?|nodes?|executors?|dpus?|instances?)"
 _ADD_WORKERS = re.compile(rf"\b(\d{{1,3}})\s*(?:more|extra|additional)\s+{_UNITS_OF_CAPACITY}|"
                           rf"\b(?:add|another|plus)\s+(\d{{1,3}})\s+{_UNITS_OF_CAPACITY}|\+\s*(\d{{1,3}})\s*{_UNITS_OF_CAPACITY}")
@@ -178,7 +180,8 @@ def action_params(text: str, action: ActionKind | None) -> tuple[dict[str, Any],
         if m := _ADD_WORKERS.search(text):
             add = int(next(g for g in m.groups() if g))
         elif m := _WORKERS.search(text):
-            params["workers"] = int(m[1] or m[2])
+            count = float(m[1] or m[2])
+            params["workers"] = int(count) if count.is_integer() else count
         elif "triple" in text:
             params["factor"] = 3.0
         elif "double" in text or "twice" in text:

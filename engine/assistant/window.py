@@ -7,6 +7,7 @@ means the same on a finished `selfheal simulate` run as on a live fleet. Windows
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -104,9 +105,17 @@ def _fmt_span(minutes: float) -> str:
     return f"{minutes:g} min"
 
 
+MAX_SPAN_MIN = 10 * 365 * 1440  # "last 99999999999 hours" asks for everything: ten years is more than any store
+
+
+def _span(minutes: float) -> int:
+    """A relative window's length in whole minutes, between one minute and `MAX_SPAN_MIN`."""
+    return int(min(MAX_SPAN_MIN, max(1, round(minutes)))) if math.isfinite(minutes) else MAX_SPAN_MIN
+
+
 def last_minutes(minutes: float, end: datetime) -> Window:
-    """The `minutes` before `end` (at least one minute)."""
-    span = max(1, round(minutes))
+    """The `minutes` before `end` (at least one minute, at most `MAX_SPAN_MIN`)."""
+    span = _span(minutes)
     return Window(end - timedelta(minutes=span), end, f"last {_fmt_span(span)}")
 
 
@@ -163,7 +172,7 @@ def _parse(text: str, newest: datetime, earliest: datetime | None) -> tuple[Wind
                 a -= timedelta(days=1)
             return Window(a, end, f"since {a:%H:%M}"), m[0]
     if m := _AGO.search(text):
-        minutes = max(1, round(_number(m["n"]) * _UNITS[m["unit"].lower()]))
+        minutes = _span(_number(m["n"]) * _UNITS[m["unit"].lower()])
         return Window(end - timedelta(minutes=minutes), end, f"since {_fmt_span(minutes)} ago"), m[0]
     if m := _RELATIVE.search(text):
         n = _number(m["n"]) + (0.5 if _HALF_MORE.search(m[0]) else 0.0)

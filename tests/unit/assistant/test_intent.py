@@ -69,6 +69,10 @@ def test_intents(text: str, intent: Intent) -> None:
     ("reload the customers tables", ActionKind.RELOAD_TABLES, {}),
     ("escalate shipments to a human", ActionKind.ESCALATE_TO_HUMAN, {}),
     ("fix payments", None, {}),
+    # Counts out of bounds or malformed reach the bounds check as they were written, never as another count.
+    ("scale glue-orders-transform to -5 workers", ActionKind.SCALE_WORKERS, {"workers": -5}),
+    ("scale glue-orders-transform to 100000 workers", ActionKind.SCALE_WORKERS, {"workers": 100000}),
+    ("scale the orders glue job to 2.5 workers", ActionKind.SCALE_WORKERS, {"workers": 2.5}),
 ])
 def test_fix_requests_name_action_and_parameters(text: str, action: ActionKind | None, params: dict) -> None:
     p = parse(text, CATALOG, NEWEST)

@@ -104,3 +104,11 @@ def test_a_span_names_the_ends_date_only_when_it_crosses_midnight() -> None:
     start = datetime(2026, 11, 26, 22, 2, tzinfo=UTC)
     assert span_text(start, start + timedelta(hours=1)) == "2026-11-26 22:02 → 23:02 UTC"
     assert span_text(start, start + timedelta(hours=2)) == "2026-11-26 22:02 → 2026-11-27 00:02 UTC"
+
+
+@pytest.mark.parametrize("text", ["errors in the last 99999999999 hours", "cpu over the last 800000 days",
+                                  "what happened 99999999999 hours ago"])
+def test_an_absurdly_long_window_is_capped_at_ten_years_instead_of_overflowing(text: str) -> None:
+    w = parse_window(text, NEWEST, EARLIEST)
+    assert w is not None and w.end == END
+    assert w.minutes == 10 * 365 * 1440
