@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from engine.assistant.entities import Catalog, Target
 from engine.assistant.window import Window, window_from_phrase
@@ -34,6 +34,7 @@ class ToolContext:
     question: str = ""
     clock: Callable[[], datetime] = utcnow
     principal: Principal | None = None  # who asks, where known (the console's signed-in user): checked on writes
+    proposal_ttl: timedelta | None = None  # how long a proposal waits (default: the execution policy file's)
     _catalog: Catalog | None = field(default=None, repr=False)
     _span: tuple[datetime, datetime] | None = field(default=None, repr=False)
     _span_read: bool = field(default=False, repr=False)

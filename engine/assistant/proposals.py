@@ -1,8 +1,8 @@
 """The assistant's only write: queue a proposal for a human to approve (origin "chat", status "pending").
 
 Nothing is executed here or anywhere in the assistant. Arguments are validated (action catalog, stage,
-parameter bounds), an identical pending chat proposal is reused instead of queued twice, and every
-proposal lands in the audit log.
+parameter bounds), an identical pending proposal (whoever filed it) is reused instead of queued twice, it expires
+after the execution policy's `proposal_ttl_minutes` like every proposal, and every proposal lands in the audit log.
 """
 
 from __future__ import annotations
@@ -15,13 +15,27 @@ from engine.assistant.args import ProposeArgs
 from engine.assistant.context import ToolContext, ToolFailure
 from engine.assistant.format import iso
 from engine.assistant.results import ToolResult, ToolStatus
+from engine.errors import SelfhealError
+from engine.execution import policy as policy_mod
 from engine.security.roles import Permission
 from engine.service.audit import append
+from engine.settings import load_settings
 from engine.store import assistant_repo
 
 log = logging.getLogger(__name__)
 ORIGIN = "chat"
-EXPIRES_AFTER = timedelta(hours=4)
+EXPIRES_AFTER = timedelta(minutes=policy_mod.DEFAULT_POLICY.proposal_ttl_minutes)
+
+
+def _ttl(ctx: ToolContext) -> timedelta:
+    """How long a chat proposal waits: the execution policy's `proposal_ttl_minutes`, as for every proposal."""
+    if ctx.proposal_ttl is not None:
+        return ctx.proposal_ttl
+    try:
+        return timedelta(minutes=policy_mod.load(load_settings().policy_path).proposal_ttl_minutes)
+    except SelfhealError as e:  # an invalid policy file: the loop keeps its last good one; here, the default
+        log.warning("chat proposals expire after the default %s: %s", EXPIRES_AFTER, e)
+        return EXPIRES_AFTER
 
 
 def propose_action(ctx: ToolContext, args: ProposeArgs) -> ToolResult:
@@ -40,13 +54,14 @@ def propose_action(ctx: ToolContext, args: ProposeArgs) -> ToolResult:
     component = ctx.catalog().component_of(target.pipeline, stage)
     where = f"{target.pipeline}/{stage.value} ({component})"
     with ctx.store.transaction() as conn:
+        # Whoever filed it (the chat, the agent, an operator): the same pending fix is one proposal, not two runs.
         same = [p for p in assistant_repo.pending_proposals(conn, target.pipeline, args.action.value)
-                if p["stage"] == stage.value and (p["params"] or {}) == params and p["origin"] == ORIGIN]
+                if p["stage"] == stage.value and (p["params"] or {}) == params]
         if same:
             pid, created, expires, reused = same[0]["id"], same[0]["created_at"], same[0]["expires_at"], True
         else:
             created = ctx.clock()
-            expires = created + EXPIRES_AFTER
+            expires = created + _ttl(ctx)
             pid = assistant_repo.insert_proposal(conn, assistant_repo.NewProposal(
                 pipeline_id=target.pipeline, action=args.action.value, stage=stage.value, params=params,
                 origin=ORIGIN, risk=rule.risk, confidence=args.confidence,

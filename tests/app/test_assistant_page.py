@@ -61,11 +61,12 @@ def ask(at: AppTest, question: str) -> AppTest:
     return at
 
 
-def proposals(runtime: EmbeddedRuntime) -> list[dict]:
-    """The chat's proposals (the live agent files its own, origin "agent", for the same incident)."""
+def proposals(runtime: EmbeddedRuntime, origin: str | None = "chat") -> list[dict]:
+    """The chat's proposals (the live agent files its own, origin "agent", for the same incident); all with None."""
     t = ProposalRow.__table__
+    q = select(t) if origin is None else select(t).where(t.c.origin == origin)
     with runtime.store.read() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(t).where(t.c.origin == "chat"))]
+        return [dict(r._mapping) for r in conn.execute(q)]
 
 
 def assistant_text(at: AppTest) -> str:
@@ -94,10 +95,10 @@ def test_propose_this_fix_files_a_pending_chat_proposal(runtime: EmbeddedRuntime
     assert button.label == "Propose this fix: remap schema on orders/transform"
     button.click().run()
     assert not at.exception
-    [row] = proposals(runtime)
-    assert (row["pipeline_id"], row["action"], row["origin"], row["status"]) == ("orders", "remap_schema", "chat",
-                                                                                 "pending")
-    assert any(f"proposal #{row['id']}" in s.value for s in at.success)
+    # The live agent (the runbook) has proposed the same fix already: the chat points at it, never a second one.
+    [row] = [p for p in proposals(runtime, origin=None) if p["action"] == "remap_schema"]
+    assert (row["pipeline_id"], row["origin"], row["status"]) == ("orders", "agent", "pending")
+    assert any(f"Already queued proposal #{row['id']}" in s.value for s in at.success)
     assert not [b for b in at.button if b.key == "assistant_propose_1"]  # filed once, no second button
     with runtime.store.read() as conn:
         assert conn.execute(select(ActionRunRow.__table__)).all() == []  # nothing ran

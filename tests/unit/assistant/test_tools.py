@@ -16,7 +16,10 @@ from engine.assistant.context import ToolContext
 from engine.assistant.results import ToolStatus
 from engine.assistant.tools import TOOLS, call_tool, openai_tools
 from engine.errors import StoreError
+from engine.execution import policy as policy_mod
+from engine.execution import queue
 from engine.model import Stage
+from engine.security.roles import agent
 from engine.store import repo
 from engine.store.db import Store
 from engine.store.tables import ActionRunRow, AuditEntryRow, ProposalRow, StageMinuteRow
@@ -250,6 +253,22 @@ def test_propose_queues_a_pending_chat_proposal_and_audits_it(store: Store) -> N
                                               "params": {"workers": 16}})
     assert again.result.data["deduplicated"] and again.result.data["proposal_id"] == row["id"]
     assert len(rows(store, ProposalRow)) == 1
+
+
+def test_a_chat_proposal_reuses_the_agents_pending_one_and_expires_by_the_policy_file(
+        store: Store, tmp_path, monkeypatch) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("version = 1\nproposal_ttl_minutes = 10\nauto = []\n")
+    monkeypatch.setenv("SELFHEAL_POLICY_FILE", str(policy))
+    with store.transaction() as conn:
+        agents = queue.propose(conn, agent("rules"), queue.ProposalRequest(
+            "orders", "restart_task", "transform", confidence=0.8), policy_mod.NO_AUTO).proposal_id
+    same = call_tool(ToolContext(store), "propose_action", {"action": "restart_task", "pipeline": "orders",
+                                                            "stage": "transform"})
+    assert same.result.data["deduplicated"] and same.result.data["proposal_id"] == agents  # one fix, one run
+    fresh = call_tool(ToolContext(store), "propose_action", {"action": "remap_schema", "pipeline": "orders"})
+    row = next(r for r in rows(store, ProposalRow) if r["id"] == fresh.result.data["proposal_id"])
+    assert row["expires_at"] - row["created_at"] == timedelta(minutes=10)
 
 
 @pytest.mark.parametrize(("args", "message"), [
