@@ -17,6 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from console import charts
+from engine.execution import queue
 from engine.execution.params import ALLOWED, ActionParams
 from engine.execution.policy import DEFAULT_POLICY, dump
 from engine.execution.queue import BulkOutcome
@@ -24,7 +25,7 @@ from engine.model import ActionKind
 from engine.security.roles import Permission, Principal
 from engine.service.reports import AnomalyView
 
-STATUSES = ("pending", "approved", "rejected", "expired", "cancelled")
+STATUSES = queue.STATUSES
 ORIGINS = ("agent", "chat")
 RISKS = ("low", "medium", "high")
 CHART_METRICS = ("cpu_pct", "latency_s", "throughput_rows_s", "error_count", "cdc_lag_s", "queue_wait_s")

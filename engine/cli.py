@@ -37,6 +37,27 @@ def _fail(e: Exception) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _writable(path: Path | None) -> None:
+    """Refuse an output file that cannot be written before the work starts, not after it is done."""
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(21, "is a directory")
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as e:
+        raise _fail(SelfhealError(f"cannot write {path}: {e.strerror or e}")) from e
+
+
+def _write(path: Path, text: str, what: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise _fail(SelfhealError(f"{what}; cannot write {path}: {e.strerror or e}")) from e
+
+
 @app.callback()
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")] = False) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
@@ -44,7 +65,7 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at
 
 
 @app.command()
-def console(port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+def console(port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on.")] = 8501,
             address: Annotated[str, typer.Option(help="Address to bind.")] = "0.0.0.0") -> None:
     """Start the web console (embedded twin + store from SELFHEAL_* settings)."""
     from engine.settings import load_settings
@@ -77,6 +98,7 @@ def simulate(
     from engine.service.simulate import run_scenario
     from engine.sim.scenario import load_scenario
 
+    _writable(json_out)
     try:
         sc = load_scenario(scenario)
         agent = None
@@ -94,8 +116,7 @@ def simulate(
     except SelfhealError as e:
         raise _fail(e) from e
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        _write(json_out, json.dumps(report, indent=2, sort_keys=True) + "\n", "the run finished")
     _print_report(report)
 
 
@@ -120,7 +141,7 @@ def detect(
     input_path: Annotated[Path, typer.Option("--input", "-i", help="CSV with columns timestamp,value.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="CSV to write: timestamp,value,anomaly_score.")],
     method: Annotated[str, typer.Option(help="likelihood (default) or iforest.")] = "likelihood",
-    seed: Annotated[int, typer.Option(help="Random seed (used by iforest).")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Random seed (used by iforest).")] = 0,
 ) -> None:
     """Score a metric series: anomaly_score in [0, 1] per row, from that row and the rows before it."""
     from engine.detection.detect import detect_file
@@ -231,8 +252,10 @@ def _averaged(members: int, average: int | None) -> int:
 
 @app.command()
 def train(
-    episodes: Annotated[int, typer.Option(help="Training episodes (one incident each) in the twin.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Seed of the generated training scenarios and the agent.")] = 0,
+    episodes: Annotated[int, typer.Option(min=1, max=1_000_000, help="Training episodes (one incident each) in the "
+                                                                      "twin.")] = 1000,
+    seed: Annotated[int, typer.Option(min=0, max=2**62, help="Seed of the generated training scenarios and the "
+                                                             "agent.")] = 0,
     store: Annotated[str | None, typer.Option(help="Database URL to keep the Q-table in (default: configured).")]
     = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the learning curve (per episode) here.")]
@@ -266,6 +289,8 @@ def train(
     from engine.feedback.training import default_checkpoints, default_jobs
     from engine.feedback.training import train as run_training
     from engine.settings import load_settings
+
+    _writable(json_out)
     from engine.store.db import Store
 
     averaged = _averaged(members, average)
@@ -288,9 +313,8 @@ def train(
     except SelfhealError as e:
         raise _fail(e) from e
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(run.summary(seed=seed, episodes_total=agent.episodes), indent=1) + "\n",
-                            encoding="utf-8")
+        _write(json_out, json.dumps(run.summary(seed=seed, episodes_total=agent.episodes), indent=1) + "\n",
+               "the Q-table was trained and saved")
     runs = learners_phrase(members, run.fallback, run.averaged) or (f" × {len(run.attempts)} runs"
                                                                     if len(run.attempts) > 1 else "")
     each = " each" if members > 1 else ""
@@ -311,8 +335,10 @@ def train(
 @bench_app.command("rl")
 def bench_rl(
     scenarios: Annotated[Path, typer.Option(help="Directory of held-out scenario JSON files to score on.")],
-    episodes: Annotated[int, typer.Option(help="Training episodes on generated scenarios (never DIR).")] = 1000,
-    seed: Annotated[int, typer.Option(help="Seed of training and of the policies' tie-breaking.")] = 0,
+    episodes: Annotated[int, typer.Option(min=1, max=1_000_000, help="Training episodes on generated scenarios "
+                                                                      "(never DIR).")] = 1000,
+    seed: Annotated[int, typer.Option(min=0, max=2**62, help="Seed of training and of the policies' "
+                                                             "tie-breaking.")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the per-policy results here.")] = None,
     *,
     jobs: Annotated[int | None, typer.Option(min=1, help="Processes for training (as `selfheal train --jobs`).")]
@@ -327,6 +353,8 @@ def bench_rl(
     from engine.feedback.bench import bench
     from engine.feedback.summaries import bench_lines, learners_phrase
     from engine.feedback.training import default_jobs
+
+    _writable(json_out)
 
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -343,8 +371,7 @@ def bench_rl(
     except SelfhealError as e:
         raise _fail(e) from e
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        _write(json_out, json.dumps(result, indent=2, sort_keys=True) + "\n", "the benchmark finished")
     if "training" in result:
         t = result["training"]
         runs = f" ({len(t['attempts'])} runs: poor ones trained again)" if len(t["attempts"]) > members else ""
@@ -357,13 +384,19 @@ def bench_rl(
 @bench_app.command("scenarios")
 def bench_scenarios(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory to write one sub-directory per family into.")],
-    count: Annotated[int, typer.Option(help="Scenarios per family (sparse: a third as many, each two days).")] = 30,
-    seed: Annotated[int, typer.Option(help="Held-out seed (training never draws from this stream).")] = 1000,
+    count: Annotated[int, typer.Option(min=1, max=100_000, help="Scenarios per family (sparse: a third as many, "
+                                                                "each two days).")] = 30,
+    seed: Annotated[int, typer.Option(min=0, max=2**62, help="Held-out seed (training never draws from this "
+                                                             "stream).")] = 1000,
 ) -> None:
     """Write held-out scenario sets: single, mixed, ambiguous, novel (credentials_expired), sparse."""
     from engine.feedback.curriculum import write_sets
 
-    for family, d in write_sets(out_dir, count=count, seed=seed).items():
+    try:
+        written = write_sets(out_dir, count=count, seed=seed)
+    except OSError as e:
+        raise _fail(SelfhealError(f"cannot write scenarios into {out_dir}: {e.strerror or e}")) from e
+    for family, d in written.items():
         out.print(f"{family:<10} {len(list(d.glob('*.json'))):>3} scenario(s) in {d}")
 
 

@@ -10,6 +10,7 @@ approve is refused like in the console. Workers need no user: they only execute 
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 import threading
@@ -22,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.errors import PermissionDenied, PolicyError, SelfhealError
+from engine.model import PROPOSAL_STATUSES
 from engine.security.roles import Principal
 from engine.security.users import DEFAULT_SECRETS_FILE, SECRETS_FILE_ENV
 
@@ -55,8 +57,8 @@ def worker(
     interval: Annotated[float, typer.Option(help="Real seconds between steps.")] = 0.5,
     run_timeout: Annotated[float | None, typer.Option(help="A run's deadline in seconds "
                                                       "(SELFHEAL_RUN_TIMEOUT_SECONDS).")] = None,
-    steps: Annotated[int | None, typer.Option(help="Stop after this many steps (default: until SIGINT/SIGTERM).")]
-    = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many steps (default: until "
+                                                          "SIGINT/SIGTERM).")] = None,
 ) -> None:
     """Execute approved actions on the configured store: claim runs with their pipelines' leases, send them to the
     staging twin's inbox (a `selfheal agent` or the console hosts the twin), record outcomes. Run several on one
@@ -69,7 +71,10 @@ def worker(
     try:
         settings = load_settings()
         lease = lease_seconds if lease_seconds is not None else settings.worker_lease_seconds
-        if interval <= 0 or lease <= interval:
+        for flag, value in (("--lease-seconds", lease), ("--interval", interval), ("--run-timeout", run_timeout)):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise SelfhealError(f"{flag} must be a positive number of seconds, got {value:g}")
+        if lease <= interval:
             raise SelfhealError(f"--interval must be positive and below the lease ({lease:g} s), got {interval:g}")
         store = Store.open(settings.store_url)
         name = name or default_worker_name()
@@ -142,13 +147,17 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
 @proposals_app.command("list")
 def proposals_list(
     status: Annotated[list[str] | None, typer.Option(help="Only these statuses (repeat): pending, approved, "
-                                                     "rejected, expired.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 100,
+                                                     "rejected, expired, cancelled (default: all).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many, newest first.")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON records instead of a table.")] = False,
 ) -> None:
     """The proposals, newest first, with their run's status."""
     from engine.execution.queue import proposals
 
+    unknown = sorted(set(status or ()) - set(PROPOSAL_STATUSES))
+    if unknown:
+        raise _fail(SelfhealError(f"unknown status {', '.join(map(repr, unknown))}; one of "
+                                  f"{', '.join(PROPOSAL_STATUSES)}"))
     try:
         with _store().read() as conn:
             frame = proposals(conn, statuses=status or None, limit=limit)
@@ -160,7 +169,7 @@ def proposals_list(
         return
     table = Table("id", "pipeline", "action", "stage", "params", "status", "risk", "conf", "run")
     for r in records:
-        run = f"#{r['run_id']} {r['run_status']}" if r["run_id"] is not None else "-"
+        run = f"#{int(r['run_id'])} {r['run_status']}" if r["run_id"] is not None else "-"
         table.add_row(str(r["id"]), r["pipeline_id"], r["action"], r["stage"] or "-", json.dumps(r["params"] or {}),
                       r["status"], r["risk"], f"{r['confidence']:.2f}", run)
     out.print(table)
@@ -168,7 +177,7 @@ def proposals_list(
 
 @proposals_app.command("approve")
 def proposals_approve(
-    proposal_id: Annotated[int, typer.Argument(help="The proposal's id.")],
+    proposal_id: Annotated[int, typer.Argument(min=1, max=2**63 - 1, help="The proposal's id.")],
     *,
     user: UserOption,
     param: Annotated[list[str] | None, typer.Option(help="Edit a parameter within its bounds: key=value "
@@ -191,7 +200,7 @@ def proposals_approve(
 
 @proposals_app.command("reject")
 def proposals_reject(
-    proposal_id: Annotated[int, typer.Argument(help="The proposal's id.")],
+    proposal_id: Annotated[int, typer.Argument(min=1, max=2**63 - 1, help="The proposal's id.")],
     user: UserOption,
     reason: Annotated[str, typer.Option(help="Why (required: it teaches the agent and the auditors).")],
     secrets: SecretsOption = DEFAULT_SECRETS_FILE,
@@ -213,12 +222,12 @@ def proposals_reject(
 @policy_app.command("check")
 def policy_check(file: Annotated[Path, typer.Argument(help="A policy TOML file.")]) -> None:
     """Validate a policy file and print its rules; exit status 1 with the offending field when it is invalid."""
-    from engine.execution.policy import dump, parse
+    from engine.execution.policy import dump, load
 
     try:
-        policy = parse(file.read_text(encoding="utf-8"), source=str(file))
-    except OSError as e:
-        raise _fail(PolicyError(f"{file}: cannot read: {e}"), code=1) from e
+        if not file.is_file():
+            raise PolicyError(f"{file}: no such file")
+        policy = load(file)
     except PolicyError as e:
         raise _fail(e, code=1) from e
     out.print(f"{file}: valid; {len(policy.auto)} auto-execution rule(s)", markup=False)

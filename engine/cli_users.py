@@ -38,8 +38,9 @@ def _read_password(from_stdin: bool) -> str:
 @app.command("add")
 def add(
     name: Annotated[str, typer.Argument(help="User name: lower-case letters, digits, '.', '_', '-'.")],
-    role: Annotated[Role, typer.Option(help="viewer reads; operator approves and rejects; admin also changes "
-                                            "the policy.")] = Role.VIEWER,
+    role: Annotated[Role | None, typer.Option(help="viewer reads; operator approves and rejects; admin also "
+                                                   "changes the policy. Default: viewer for a new user, the "
+                                                   "current role with --replace.")] = None,
     secrets: SecretsOption = DEFAULT_SECRETS_FILE,
     password_stdin: Annotated[bool, typer.Option("--password-stdin",
                                                  help="Read the password from the first line of stdin.")] = False,

@@ -172,6 +172,7 @@ class Incident:
 
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+PROPOSAL_STATUSES = ("pending", "approved", "rejected", "expired", "cancelled")  # a proposal's life
 MINUTE = timedelta(minutes=1)
 
 

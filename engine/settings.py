@@ -19,7 +19,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path.home() / ".selfheal", description="where the SQLite store and files live")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
     fleet_size: int = Field(default=12, ge=1, le=5000, description="pipelines in the embedded twin")
-    seed: int = Field(default=42, description="seed of the embedded twin")
+    seed: int = Field(default=42, ge=0, le=2**63 - 1, description="seed of the embedded twin")
     sim_speed: float = Field(default=1.0, gt=0, le=1440, description="simulated minutes per real second")
     tick_seconds: float = Field(default=1.0, gt=0, le=3600, description="real seconds between ticks")
     backfill_minutes: int = Field(default=360, ge=0, le=60 * 24 * 14,

@@ -71,7 +71,10 @@ def _parse_timestamps(text: pd.Series) -> pd.Series:
     try:
         return pd.to_datetime(text.str.strip())
     except (ValueError, TypeError, OverflowError):
-        return pd.to_datetime(text.str.strip(), errors="coerce", format="mixed")
+        try:
+            return pd.to_datetime(text.str.strip(), errors="coerce", format="mixed")
+        except ValueError as e:  # e.g. offsets that differ from row to row
+            raise DetectInputError(f"column timestamp: {e}; write every timestamp with the same UTC offset") from e
 
 
 def score_frame(series: Series, *, method: str = "likelihood", seed: int = 0) -> np.ndarray:

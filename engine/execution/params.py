@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.errors import ActionParamsError
 from engine.model import ActionKind
@@ -27,6 +27,14 @@ class ActionParams(BaseModel):
     min_utilisation: float | None = Field(None, ge=0.1, le=1.0, description="apply_back_pressure: the tightest "
                                           "share it may adapt down to (at most max_utilisation)")
     release: bool | None = Field(None, description="apply_back_pressure: lift back pressure")
+
+    @field_validator("workers", "factor", "base_s", "cap_s", "max_attempts", "max_utilisation", "min_utilisation",
+                     mode="before")
+    @classmethod
+    def _not_a_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):  # `--param workers=true` is not one worker
+            raise ValueError("must be a number, not true/false")
+        return v
 
     def given(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)

@@ -153,6 +153,8 @@ def load(path: Path | None) -> Policy:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise PolicyError(f"{path}: cannot read: {e}") from e
+    except UnicodeDecodeError as e:
+        raise PolicyError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
     return parse(text, source=str(path))
 
 

@@ -23,7 +23,7 @@ from engine.errors import ConflictError, NotFoundError, SelfhealError, UnknownAc
 from engine.execution.catalog import CATALOG
 from engine.execution.params import check_params
 from engine.execution.policy import Policy, Verdict, evaluate
-from engine.model import ActionKind, Stage
+from engine.model import PROPOSAL_STATUSES, ActionKind, Stage
 from engine.security.roles import Permission, Principal, require
 from engine.service.audit import append
 from engine.store.db import Store
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 P = ProposalRow.__table__
 R = ActionRunRow.__table__
 OPEN = ("pending", "approved")  # a proposal that may still run
+STATUSES = PROPOSAL_STATUSES
 DECIDED = ("approved", "rejected", "expired", "cancelled")
 RUN_FINAL = ("succeeded", "failed", "timed_out", "cancelled")
 

@@ -202,22 +202,31 @@ def list_users(path: Path) -> list[LocalUser]:
 
 # -- editing ---------------------------------------------------------------------------------------------------------
 
-def add_user(path: Path, name: str, role: Role | str, password: str, *, replace: bool = False) -> LocalUser:
-    """Add user `name` with `role` and a bcrypt hash of `password` to the secrets file at `path` (created if missing).
+def add_user(path: Path, name: str, role: Role | str | None, password: str, *, replace: bool = False) -> LocalUser:
+    """Add user `name` with `role` (None: viewer) and a bcrypt hash of `password` to the secrets file at `path`
+    (created if missing).
 
-    An existing user is a ConfigError unless `replace` (which sets a new password and role).
+    An existing user is a ConfigError unless `replace`, which sets a new password and, when `role` is given, a new
+    role (None keeps the user's role: a password change never demotes anyone). `replace` of a user that does not
+    exist is a ConfigError too: a typo must not create an account.
     """
     validate_name(name)
-    user = LocalUser(name, parse_role(role), hash_password(password))
+    hashed = hash_password(password)
+    done: list[LocalUser] = []
 
     def change(doc: dict[str, Any]) -> None:
         users = _writable_users(doc, path)
         if name in users and not replace:
             raise ConfigError(f"user {name!r} already exists in {path}; use --replace to set a new password or role")
+        if replace and name not in users:
+            raise ConfigError(f"no user {name!r} in {path} to replace; add it without --replace")
+        kept = users[name].get("role") if replace and isinstance(users[name], dict) else None
+        user = LocalUser(name, parse_role(role if role is not None else (kept or Role.VIEWER)), hashed)
         users[name] = {"password_hash": user.password_hash, "role": user.role.value}
+        done.append(user)
 
     _edit(path, change)
-    return user
+    return done[0]
 
 
 def remove_user(path: Path, name: str) -> None:

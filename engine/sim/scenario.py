@@ -63,7 +63,7 @@ class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
     duration_minutes: int = Field(gt=0, le=60 * 24 * 90)
     start: datetime = EPOCH
     pipelines: list[PipelineConfig] = Field(min_length=1)
@@ -110,6 +110,8 @@ def load_scenario(path: str | Path) -> Scenario:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ScenarioError(f"cannot read scenario {p}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ScenarioError(f"invalid scenario {p}: not UTF-8 text ({e.reason} at byte {e.start})") from e
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

@@ -102,8 +102,12 @@ class Store:
 
     def revision(self) -> str | None:
         """The schema revision the database is at (None when it has no schema yet)."""
-        with self.engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+        try:
+            with self.engine.connect() as conn:
+                return MigrationContext.configure(conn).get_current_revision()
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot read the store at {_redact(str(self.engine.url))}: "
+                             f"{str(e).splitlines()[0]}") from e
 
     @staticmethod
     def head() -> str | None:

@@ -228,6 +228,16 @@ def test_add_refuses_an_existing_user_unless_replace(secrets_file: Path) -> None
     assert authenticate(users, "alice", "new pw") and not authenticate(users, "alice", "old pw")
 
 
+def test_a_new_password_keeps_the_role_and_replace_never_creates_a_user(secrets_file: Path) -> None:
+    add_user(secrets_file, "olga", Role.OPERATOR, "old pw")
+    kept = add_user(secrets_file, "olga", None, "new pw", replace=True)  # `users add olga --replace`, no --role
+    assert kept.role is Role.OPERATOR and load_users(secrets_file)["olga"].role is Role.OPERATOR
+    with pytest.raises(ConfigError, match=r"no user 'ghost' .* to replace"):
+        add_user(secrets_file, "ghost", None, "pw", replace=True)
+    assert "ghost" not in load_users(secrets_file)
+    assert add_user(secrets_file, "newbie", None, "pw").role is Role.VIEWER  # a new user defaults to viewer
+
+
 @pytest.mark.parametrize(("name", "role", "password", "message"), [
     ("alice", "root", "pw", "unknown role 'root'"),
     ("alice", "viewer", "", "empty"),
