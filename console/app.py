@@ -27,6 +27,11 @@ signed_in_principal(settings)  # stops here with the sign-in screen until someon
 def runtime_status(runtime: EmbeddedRuntime, settings: Settings) -> None:
     """The twin's clock and health, refreshed with the live panels."""
     status = runtime.status()
+    if not runtime.hosting:
+        st.markdown("**Store view** · no simulated fleet (SELFHEAL_TWIN=false)")
+        st.caption(f"Newest data: {status.sim_now:%Y-%m-%d %H:%M} UTC")
+        st.caption(f"{len(runtime.pipelines())} pipelines, fed by other processes (e.g. `selfheal watch`)")
+        return
     mode = "live" if status.running else ("stopped" if settings.live else "paused (SELFHEAL_LIVE=false)")
     st.markdown(f"**Staging twin** · {mode}")
     st.caption(f"Simulated time: {status.sim_now:%Y-%m-%d %H:%M} UTC")

@@ -61,7 +61,9 @@ def _headline(snapshot: FleetSnapshot, slo_target: float) -> None:
 
 def render_inject_form(runtime: EmbeddedRuntime) -> None:
     """A form that starts a fault in the staging twin, for drills and demos; the injection is audited."""
-    ids = [p.id for p in runtime.pipelines()]
+    ids = [p.id for p in runtime.twin_pipelines()]
+    if not ids:  # SELFHEAL_TWIN=false: real pipelines only, and nothing is ever injected into those
+        return
     stages = [s.value for s in Stage]
     kinds = [k.value for k in FaultKind]
     if not current_principal().can(Permission.INJECT):

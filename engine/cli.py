@@ -212,6 +212,9 @@ def agent(
         if fleet_size is not None:
             overrides["fleet_size"] = fleet_size
         settings = load_settings(**overrides)
+        if not settings.twin:
+            raise SelfhealError("selfheal agent runs the simulated fleet, and SELFHEAL_TWIN=false turns it off; "
+                                "for real pipelines use `selfheal watch --fleet FILE`")
         runtime = EmbeddedRuntime(settings, policy=policy, worker=None if worker else False)
         runtime.backfill()
     except SelfhealError as e:

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     backfill_minutes: int = Field(default=360, ge=0, le=60 * 24 * 14,
                                   description="history simulated at start when the store is empty")
     live: bool = Field(default=True, description="run the embedded twin in a background thread")
+    twin: bool = Field(default=True, description="host the simulated fleet (the staging twin); false: the console "
+                                                 "only shows what the store holds (e.g. `selfheal watch`'s pipelines)")
     slo_target: float = Field(default=0.99, gt=0, le=1, description="SLO attainment target")
     refresh_seconds: float = Field(default=2.0, ge=0.5, le=600, description="console live refresh period")
     require_sign_in: bool = Field(default=False,

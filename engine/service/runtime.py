@@ -66,12 +66,28 @@ class SimClock:
 
 
 class EmbeddedRuntime:
-    """Owns the live twin and ticks it into the store. Safe to call from several threads."""
+    """Owns the live twin and ticks it into the store. Safe to call from several threads.
+
+    With `settings.twin` off it hosts nothing: it only hands the store to the pages (which then show what other
+    processes, e.g. `selfheal watch`, write there), and refuses to tick or inject faults."""
 
     def __init__(self, settings: Settings, store: Store | None = None, *, policy: str | None = None,
                  worker: bool | None = None) -> None:
         self.settings = settings
         self.store = store or Store.open(settings.store_url)
+        self.hosting = settings.twin
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._ticks = 0
+        self._last_seconds: float | None = None
+        self._last_error: str | None = None
+        self.scorer = StageScorer(seed=settings.seed)
+        if not self.hosting:
+            self.twin, self.source, self.host, self.healer, self.worker = None, None, None, None, None
+            self.policy_name, self.last_worker_step, self._clock = "none", None, None
+            self._policy_cache: tuple[float | None, policy_mod.Policy] | None = None
+            return
         with self.store.read() as conn:
             newest = repo.latest_health_ts(conn)
         if newest is None:
@@ -81,12 +97,11 @@ class EmbeddedRuntime:
             start = newest + timedelta(minutes=1)
         self.twin = Twin(fleet_pipelines(settings.fleet_size, settings.seed), seed=settings.seed, start=start)
         self.source = SimulatorSource(self.twin)
-        self.scorer = StageScorer(seed=settings.seed)
         register(self.store, self.source)
         if newest is not None:
             warm_scorer(self.store, self.scorer, newest)
         self.host = TwinHost(self.store, self.twin, self.source.lock)
-        self._policy_cache: tuple[float | None, policy_mod.Policy] | None = None
+        self._policy_cache = None
         self.policy_name = self._resolve_policy(policy or settings.agent_policy)
         self.healer = self._make_healer(self.policy_name)
         run_worker = settings.embedded_worker if worker is None else worker
@@ -96,12 +111,6 @@ class EmbeddedRuntime:
         self.last_worker_step: WorkerStep | None = None
         self._backfill_until = start + timedelta(minutes=settings.backfill_minutes if newest is None else 0)
         self._clock: SimClock | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._ticks = 0
-        self._last_seconds: float | None = None
-        self._last_error: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def _resolve_policy(self, policy: str) -> str:
@@ -156,7 +165,7 @@ class EmbeddedRuntime:
 
     def backfill(self) -> TickResult | None:
         """Simulate the configured history quickly (once, before going live)."""
-        if self.twin.now >= self._backfill_until:
+        if not self.hosting or self.twin.now >= self._backfill_until:
             return None
         log.info("backfilling %s of simulated history", self._backfill_until - self.twin.now)
         result = None
@@ -170,7 +179,7 @@ class EmbeddedRuntime:
             if self._thread is not None:
                 return self
             self.backfill()
-            if not self.settings.live:
+            if not self.settings.live or not self.hosting:
                 return self
             self._clock = SimClock(self.twin.now, self.settings.sim_speed)
             self._thread = threading.Thread(target=self._loop, name="selfheal-twin", daemon=True)
@@ -182,7 +191,8 @@ class EmbeddedRuntime:
         if self._thread is not None:
             self._thread.join(timeout)
         try:
-            self.host.release()
+            if self.host is not None:
+                self.host.release()
         except SelfhealError as e:  # the store went away: the lease simply runs out
             log.warning("could not release the staging twin: %s", e)
 
@@ -198,6 +208,7 @@ class EmbeddedRuntime:
     # -- operations -----------------------------------------------------------------------------
     def advance_to(self, until: datetime) -> TickResult:
         """Run one tick up to `until` (simulated time)."""
+        self._hosting_or_refuse("tick")
         t0 = time.perf_counter()
         with self.store.transaction() as conn:
             self.host.pump(conn)  # approved actions reach the twin before it simulates on
@@ -212,6 +223,7 @@ class EmbeddedRuntime:
 
     def advance(self, minutes: int) -> TickResult:
         """Run one tick covering the next `minutes` simulated minutes (for tests and scripts)."""
+        self._hosting_or_refuse("tick")
         return self.advance_to(self.twin.now + timedelta(minutes=minutes))
 
     def inject_fault(self, pipeline: str, stage: Stage | str, kind: FaultKind | str, *, severity: float = 0.8,
@@ -221,6 +233,7 @@ class EmbeddedRuntime:
         if isinstance(actor, Principal):
             require(actor, Permission.INJECT)
             actor = actor.label
+        self._hosting_or_refuse("inject a fault into")
         with self.source.lock:
             fault = self.twin.inject_fault(pipeline, stage, kind, severity=severity,
                                            duration_minutes=duration_minutes)
@@ -229,12 +242,28 @@ class EmbeddedRuntime:
                        "duration_minutes": duration_minutes, "sim_time": self.twin.time_of(fault.start).isoformat()})
         return fault
 
+    def _hosting_or_refuse(self, what: str) -> None:
+        if not self.hosting:
+            raise SelfhealError(f"this console hosts no simulated fleet (SELFHEAL_TWIN=false): nothing to {what}; "
+                                "it shows what the store holds")
+
     def pipelines(self) -> list[PipelineSpec]:
-        """The pipelines of the embedded fleet."""
-        return self.source.pipelines()
+        """Every pipeline the store knows: the embedded fleet's, and any other source's (a simulated scenario's,
+        `selfheal watch`'s)."""
+        with self.store.read() as conn:
+            return repo.list_pipelines(conn)
+
+    def twin_pipelines(self) -> list[PipelineSpec]:
+        """The pipelines of the embedded fleet (where faults can be injected); none when it hosts no twin."""
+        return self.source.pipelines() if self.source is not None else []
 
     def status(self) -> RuntimeStatus:
-        return RuntimeStatus(running=self._thread is not None and self._thread.is_alive(), sim_now=self.twin.now,
+        if self.twin is not None:
+            now = self.twin.now
+        else:
+            with self.store.read() as conn:
+                now = repo.latest_health_ts(conn) or floor_minute(datetime.now(UTC))
+        return RuntimeStatus(running=self._thread is not None and self._thread.is_alive(), sim_now=now,
                              ticks=self._ticks, last_tick_seconds=self._last_seconds, last_error=self._last_error)
 
 

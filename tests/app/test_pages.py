@@ -15,9 +15,12 @@ from streamlit.testing.v1 import AppTest
 
 from console.services import get_runtime, get_settings
 from console.widgets import percent
+from engine.errors import SelfhealError
 from engine.model import Health
 from engine.service.reports import data_range, fleet_snapshot, slo_report
 from engine.service.runtime import EmbeddedRuntime
+from engine.service.simulate import run_scenario
+from engine.sim.scenario import parse_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "console" / "app.py")
@@ -201,3 +204,30 @@ def test_empty_store_shows_an_info_message(console_env: Path, monkeypatch: pytes
     at = run(page)
     assert message in at.info[0].value
     assert not at.error
+
+
+def test_without_a_twin_the_console_shows_the_stores_own_pipelines_and_injects_nothing(
+        console_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SELFHEAL_TWIN=false: a view of a store other processes fill (`selfheal watch`; here a simulated scenario
+    whose only pipeline, `foo`, is no pipeline of the built-in fleet)."""
+    scenario = parse_scenario({"name": "foo-drift", "seed": 3, "duration_minutes": 90,
+                               "pipelines": [{"id": "foo", "freshness_target_minutes": 20}],
+                               "faults": [{"pipeline": "foo", "stage": "transform", "kind": "schema_drift",
+                                           "at_minute": 60, "duration_minutes": 30, "severity": 0.9}]})
+    run_scenario(scenario, store_url=get_settings().store_url)
+    monkeypatch.setenv("SELFHEAL_TWIN", "false")
+    rt = get_runtime(get_settings())
+    assert [(p.id, p.freshness_target_minutes) for p in rt.pipelines()] == [("foo", 20.0)]  # nothing registered
+    assert rt.twin_pipelines() == []
+    with pytest.raises(SelfhealError, match="hosts no simulated fleet"):
+        rt.advance(1)
+    with pytest.raises(SelfhealError, match="hosts no simulated fleet"):
+        rt.inject_fault("foo", "transform", "timeout")
+
+    fleet = run(FLEET)
+    assert set(p for p, _s in stage_statuses(fleet_html(fleet))) == {"foo"}
+    assert not [e for e in fleet.expander if "Inject a fault" in e.label]
+    anomalies = run(str(ROOT / "pages" / "anomalies.py"))
+    assert "foo" in anomalies.selectbox(key="anom_pipeline").options
+    app = run(APP)
+    assert "Store view" in " ".join(m.value for m in app.sidebar.markdown)
