@@ -200,4 +200,6 @@ def minutes(value: float | None) -> str:
     """A duration in minutes for a metric tile; None / NaN → "n/a"."""
     if value is None or not math.isfinite(value):
         return "n/a"
+    if value < 10:
+        return f"{value:.1f} min"  # 6.5 min of MTTR is not "6 min"
     return f"{value:.0f} min" if value < 120 else f"{value / 60:.1f} h"

@@ -36,9 +36,12 @@ start = end = None
 if WINDOWS[window] == -1:
     today = datetime.now(UTC).date()
     picked = st.date_input("Between (UTC, inclusive)", value=(today - timedelta(days=7), today), key="audit_dates")
-    if isinstance(picked, tuple | list) and len(picked) == 2:
-        start = datetime.combine(picked[0], time.min, UTC)
-        end = datetime.combine(picked[1], time.min, UTC) + timedelta(days=1)
+    days = list(picked) if isinstance(picked, tuple | list) else [picked]
+    if days:  # one date picked so far (the second click is still to come): that day alone
+        start = datetime.combine(days[0], time.min, UTC)
+        end = datetime.combine(days[-1], time.min, UTC) + timedelta(days=1)
+        if len(days) == 1:
+            st.caption(f"Showing {days[0]:%Y-%m-%d} only; pick the second date for a range.")
 elif WINDOWS[window] is not None:
     start = datetime.now(UTC) - timedelta(minutes=WINDOWS[window])
 

@@ -22,8 +22,10 @@ def _phrase(p: Parsed, default: str) -> str:
     return p.window.phrase if p.window is not None else default
 
 
-def _window_words(p: Parsed, default: str) -> str:
-    return _phrase(p, default) if p.window is None or p.window.phrase[:1].isalpha() else "same window"
+def _window_words(p: Parsed, default: str, prep: str = "in") -> str:
+    """The window as the end of a question: "in the last 24 hours", "over the same window", "today"."""
+    words = _phrase(p, default) if p.window is None or p.window.phrase[:1].isalpha() else "same window"
+    return f"{prep} the {words}" if re.match(r"(?:last|past|previous|same|first|next)\b", words) else words
 
 
 def _describe_metric(call: ToolCall, unit: str | None) -> str:
@@ -68,11 +70,11 @@ def metric(s: Session, p: Parsed) -> Steps:
     pid = m.pipeline or (last.result.data.get("pipeline_top") if last else None)
     where = m.component or pid or "the fleet"
     label = metric_label(m.metrics[0])
-    words = _window_words(p, DEFAULT_METRIC_WINDOW)
-    follow = [f"What was the peak {label} of {where} over the {words}?" if agg != "max"
-              else f"What was the average {label} of {where} over the {words}?",
-              f"How many errors did {where} have in the {words}?",
-              f"Any anomalies on {pid or 'the fleet'} in the {words}?"]
+    over, during = _window_words(p, DEFAULT_METRIC_WINDOW, "over"), _window_words(p, DEFAULT_METRIC_WINDOW)
+    follow = [f"What was the peak {label} of {where} {over}?" if agg != "max"
+              else f"What was the average {label} of {where} {over}?",
+              f"How many errors did {where} have {during}?",
+              f"Any anomalies on {pid or 'the fleet'} {during}?"]
     return Reply("\n\n".join(parts) + window_note(last), follow_ups=follow)
 
 
@@ -109,10 +111,10 @@ def errors(s: Session, p: Parsed) -> Steps:
             parts.append("No errors anywhere in the fleet: 0 error events.")
     top = (last.result.data.get("components") or [{}])[0] if last and last.result.ok else {}
     who = m.component or m.pipeline or top.get("pipeline") or "the fleet"
-    words = _window_words(p, DEFAULT_EVENT_WINDOW)
+    words = _window_words(p, DEFAULT_EVENT_WINDOW, "over")
     follow = [f"Why did {m.pipeline or top.get('pipeline', 'it')} fail?",
               f"Search the logs of {m.pipeline or top.get('pipeline', 'the fleet')} for errors",
-              f"What was the average latency of {who} over the {words}?"]
+              f"What was the average latency of {who} {words}?"]
     return Reply("\n\n".join(parts) + window_note(last), follow_ups=follow)
 
 
@@ -164,7 +166,7 @@ def anomalies(s: Session, p: Parsed) -> Steps:
     else:
         text += f"\n\nNo minute scored at or above {d['min_score']:g} ({d['scored_minutes']:,} scored minutes)."
     first = d["incidents"][-1]["pipeline"] if d["incidents"] else (m.pipeline or "the fleet")
-    follow = [f"Why did {first} fail?", f"How many errors did {first} have in the "
+    follow = [f"Why did {first} fail?", f"How many errors did {first} have "
               f"{_window_words(p, DEFAULT_EVENT_WINDOW)}?", "How is the fleet doing right now?"]
     return Reply(text + window_note(call), follow_ups=follow)
 

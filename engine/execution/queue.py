@@ -265,8 +265,9 @@ def edit_params(store: Store, actor: Principal, proposal_id: int, params: Mappin
                            .values(params=new, updated_at=now))
         if won.rowcount != 1:
             _explain_conflict(conn, proposal_id, now)
-        append(conn, actor=actor.label, kind="proposal_edited", subject=f"proposal:{proposal_id}", at=now,
-               detail={"before": row.params or {}, "after": new})
+        if new != (row.params or {}):  # saving what is already there changes nothing, so nothing is audited
+            append(conn, actor=actor.label, kind="proposal_edited", subject=f"proposal:{proposal_id}", at=now,
+                   detail={"before": row.params or {}, "after": new})
     return new
 
 

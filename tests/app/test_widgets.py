@@ -136,6 +136,7 @@ def test_formatting() -> None:
     assert percent(None) == "n/a"
     assert percent(float("nan")) == "n/a"
     assert minutes(12.4) == "12 min"
+    assert minutes(6.5) == "6.5 min"
     assert minutes(150) == "2.5 h"
     assert minutes(None) == "n/a"
 

@@ -129,6 +129,9 @@ def test_approve_and_edit_refuse_out_of_bounds_parameters(store: Store) -> None:
         edit_params(store, OPERATOR, pid, {"max_attempts": 3})
     assert rows(store) == before
     assert edit_params(store, OPERATOR, pid, {"workers": 8}, now=T0) == {"workers": 8}
+    audited = rows(store)
+    assert edit_params(store, OPERATOR, pid, {"workers": 8}, now=T0) == {"workers": 8}  # saved again, unchanged
+    assert rows(store) == audited  # nothing changed, so no "proposal_edited" entry
     decided = approve(store, OPERATOR, pid, params={"workers": 16}, reason="peak", now=T0)
     with store.read() as conn:
         run = conn.execute(select(ActionRunRow.__table__).where(ActionRunRow.__table__.c.id == decided.run_id)).one()

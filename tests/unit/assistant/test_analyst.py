@@ -67,6 +67,17 @@ def test_streaming_yields_steps_then_text_then_the_answer(store: Store) -> None:
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == events[-1].answer.text
 
 
+@pytest.mark.parametrize(("question", "suggested"), [
+    ("average cpu of the orders glue job today", "How many errors did glue-orders-transform have today?"),
+    ("average cpu of the orders glue job over the last 3 hours",
+     "How many errors did glue-orders-transform have in the last 3 hours?"),
+])
+def test_suggested_questions_read_as_english_whatever_the_window(store: Store, question: str, suggested: str) -> None:
+    [answer] = conversation(store, question)
+    assert suggested in answer.follow_ups
+    assert not [q for q in answer.follow_ups if " the today" in q or "in today" in q]
+
+
 def test_follow_ups_inherit_what_they_leave_out(store: Store) -> None:
     _, peak, other = conversation(store, "average memory of the orders glue job over the last 3 hours",
                                       "and the peak?", "what about payments?")
