@@ -54,7 +54,9 @@ c1, c2, c3, c4 = st.columns(4)
 c1.metric("States seen", len(view.q_table.index))
 c2.metric("Q-values learned", int(view.q_table.notna().sum().sum()))
 c3.metric("Episodes trained", t.get("episodes", 0), help="In the last training run.")
-c4.metric("Transitions recorded", view.transitions_total)
+c4.metric("Transitions recorded", view.transitions_total,
+          help="The learned policy's steps recorded in this store (live, and the recent ones of its last "
+               "training); the runbook's steps are in the audit log.")
 
 if view.q_table.empty:
     st.info("No Q-table in this store yet. Train one: `selfheal train --episodes 1000` (about half a minute).",
