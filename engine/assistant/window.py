@@ -164,7 +164,8 @@ def _parse(text: str, newest: datetime, earliest: datetime | None) -> tuple[Wind
                 a, b = a - timedelta(days=1), b - timedelta(days=1)
             if b <= a:
                 b += timedelta(days=1)
-            return Window(a, min(b, end), f"{a:%H:%M}–{b:%H:%M}"), m[0]
+            stop = min(b, end)  # a range running past the newest data ends there, and says so
+            return Window(a, stop, f"{a:%H:%M}–{stop:%H:%M}"), m[0]
     if (m := _SINCE.search(text)) and _is_clock(m, "a"):
         a = _clock(m, "a", midnight)
         if a is not None:

@@ -112,3 +112,9 @@ def test_an_absurdly_long_window_is_capped_at_ten_years_instead_of_overflowing(t
     w = parse_window(text, NEWEST, EARLIEST)
     assert w is not None and w.end == END
     assert w.minutes == 10 * 365 * 1440
+
+
+def test_a_range_running_past_the_newest_data_is_labelled_with_where_it_ends() -> None:
+    w = parse_window("average cpu of orders between 3am and 1am", NEWEST, EARLIEST)
+    assert (w.start, w.end) == (datetime(2026, 1, 5, 3, 0, tzinfo=UTC), END)
+    assert w.label == "03:00–04:00"
