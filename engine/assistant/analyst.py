@@ -126,6 +126,8 @@ class OfflineAnalyst:
         }
         if p.intent is Intent.CONFIRM:
             return (yield from fixes.confirm(s, p, prior.get("suggestion")))
+        if p.unknown_name and p.intent is not Intent.SECRETS:
+            return answers.unknown_name_reply(s.ctx.catalog(), p.unknown_name)
         if p.intent in handlers:
             return (yield from handlers[p.intent](s, p))
         return answers.help_reply(s.ctx.catalog(), p.mentions, s.ctx.question)

@@ -242,6 +242,17 @@ def secrets(s: Session, p: Parsed) -> Steps:
 _THANKS = re.compile(r"^\s*(?:thanks|thank you|thx|cheers|great|perfect|nice|cool|ok thanks)\b", re.I)
 
 
+def unknown_name_reply(catalog: Catalog, name: str) -> Reply:
+    """A question about a pipeline or component the fleet does not have: say so, never answer for the fleet."""
+    known = ", ".join(f"`{p}`" for p in catalog.pipelines[:12]) or "none yet"
+    more = f" and {len(catalog.pipelines) - 12} more" if len(catalog.pipelines) > 12 else ""
+    first = catalog.pipelines[0] if catalog.pipelines else "orders"
+    return Reply(f"I don't know a pipeline or component named `{name}`, so I have not answered for anything else. "
+                 f"Pipelines in the store: {known}{more}. Components are named per stage, e.g. "
+                 f"`{catalog.component_of(first, Stage.TRANSFORM)}`.",
+                 follow_ups=[f"How is {first} doing?", "How is the fleet doing right now?"])
+
+
 def help_reply(catalog: Catalog, mentions: Mentions, question: str = "") -> Reply:
     if _THANKS.search(question):
         return Reply("Glad to help. Ask about any pipeline's metrics, errors or incidents whenever you need.",

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from engine.model import STAGES, FaultKind, PipelineSpec, Stage
+from engine.model import METRICS, STAGES, FaultKind, PipelineSpec, Stage
 
 # -- vocabulary -----------------------------------------------------------------------------------
 # Phrases are matched on lower-cased text where "-" and "_" became spaces; longer phrases win.
@@ -353,6 +353,29 @@ def find_fault_kind(text: str) -> FaultKind | None:
             return kind
     hits = _phrase_hits(text, FAULT_WORDS)  # type: ignore[arg-type]
     return FAULT_WORDS[hits[0][2]] if hits else None
+
+
+_NAMED = re.compile(r"\b(?:named|called|id)\s+[\"'`]?([a-z0-9][a-z0-9_.\-]*[a-z0-9])")
+_NOUN = r"(?:pipeline|job|dag|task|function|lambda|cluster|workflow)s?"
+_ID = r"([a-z0-9]+(?:[_\-][a-z0-9]+)+)"  # an identifier: kebab- or snake-case
+_ID_BY_NOUN = re.compile(rf"\b{_ID}\s+(?:glue\s+|dms\s+|airflow\s+)?{_NOUN}\b|\b{_NOUN}\s+{_ID}\b")
+_ID_PREFIX = re.compile(r"\b((?:dag|glue|dms|job|pipeline|lambda|etl|cdc)[_\-][a-z0-9][a-z0-9_\-]*)")
+
+
+def unknown_name(question: str, catalog: Catalog) -> str | None:
+    """A pipeline or component the question names that the fleet does not have ("dag_nosuch", "the job called
+    x", "pipeline orders-v9"), or None. Only names written as names count: an identifier next to a component word,
+    one with a component prefix, or one introduced by "named" / "called"; plain words never do."""
+    raw = question.lower().replace("’", "'")
+    found = [m[1] for m in _NAMED.finditer(raw)]
+    found += [m[1] or m[2] for m in _ID_BY_NOUN.finditer(raw)]
+    found += [m[1] for m in _ID_PREFIX.finditer(raw)]
+    for name in found:
+        if name in METRICS or re.fullmatch(r"[\d_\-:.]+", name):
+            continue
+        if catalog.resolve(name) is None:
+            return name
+    return None
 
 
 def find_mentions(question: str, catalog: Catalog) -> Mentions:

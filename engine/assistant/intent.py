@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from engine.assistant.entities import Catalog, Mentions, find_mentions, normalise
+from engine.assistant.entities import Catalog, Mentions, find_mentions, normalise, unknown_name
 from engine.assistant.window import Window, parse_window
 from engine.model import ActionKind, Stage
 
@@ -133,6 +133,7 @@ class Parsed:
     follow_up: bool = False  # starts like a follow-up: "and ...", "what about ...", "same for ..."
     short: bool = False
     only_open: bool = False  # "open incidents", "what is broken right now"
+    unknown_name: str | None = None  # a pipeline or component named outright that the fleet does not have
 
 
 def is_confirmation(text: str) -> bool:
@@ -280,4 +281,5 @@ def parse(question: str, catalog: Catalog, newest: Any = None, earliest: Any = N
             source = "logs"
     return Parsed(intent, mentions, window, action, params, add, query, source,
                   follow_up=bool(_FOLLOW_UP.search(text)), short=len(text.split()) <= 4,
-                  only_open=bool(_OPEN.search(text)) and intent is Intent.ANOMALIES)
+                  only_open=bool(_OPEN.search(text)) and intent is Intent.ANOMALIES,
+                  unknown_name=None if mentions.pipelines else unknown_name(question, catalog))

@@ -160,3 +160,24 @@ def test_empty_store_answers_without_failing(empty_store: Store) -> None:
     assert "unknown pipeline" in a.text or "no telemetry" in a.text
     [b] = conversation(empty_store, "any incidents today?")
     assert "no telemetry" in b.text.lower()
+
+
+@pytest.mark.parametrize(("question", "name"), [
+    ("How many errors has dag_nosuch thrown in the last 2 hours?", "dag_nosuch"),
+    ("what was the average cpu of the etl-billing-v2 glue job?", "etl-billing-v2"),
+    ("why is the job called nightly-load failing?", "nightly-load"),
+    ("restart glue_nosuch_transform", "glue_nosuch_transform"),
+])
+def test_a_name_the_fleet_does_not_have_is_said_to_be_unknown_not_answered_for_the_fleet(
+        store: Store, question: str, name: str) -> None:
+    [answer] = conversation(store, question)
+    assert f"I don't know a pipeline or component named `{name}`" in answer.text
+    assert answer.tool_calls == () and answer.proposal is None  # nothing read or queued for anything else
+
+
+@pytest.mark.parametrize("question", [
+    "why is the end-to-end latency of orders high?", "what is the cpu_pct of the orders glue job?",
+    "why does customer_id fail on payments?", "re-run the payments job", "cpu of glue-orders-transfrom"])
+def test_words_that_merely_look_like_names_are_not_called_unknown(store: Store, question: str) -> None:
+    [answer] = conversation(store, question)
+    assert "I don't know a pipeline or component" not in answer.text
