@@ -24,6 +24,7 @@ from engine.telemetry.cloudwatch.fleet import Fleet
 from engine.telemetry.cloudwatch.source import AwsClients, CloudWatchSource
 
 log = logging.getLogger(__name__)
+FRESHNESS_KEY = "cloudwatch:freshness"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,8 @@ class Watcher:
         if self.resumed.from_watermark:
             warm_scorer(store, self.scorer, self.resumed.start - timedelta(minutes=1),
                         pipeline_ids=[p.id for p in fleet.specs])
+            with store.read() as conn:
+                self.source.restore_freshness(repo.get_value(conn, FRESHNESS_KEY) or {})
 
     @staticmethod
     def _resume(store: Store, now: datetime, backfill_minutes: int) -> Resumed:
@@ -58,7 +61,13 @@ class Watcher:
 
     def tick(self, now: datetime) -> TickResult:
         """Read and analyse the complete minutes up to `now` (a long gap: the first `MAX_WINDOW` of it)."""
-        return tick(self.store, self.source, now, self.scorer)
+        result = tick(self.store, self.source, now, self.scorer)
+        # The last freshness readings, so a restart carries them on instead of an SLO miss until the next one.
+        # Kept after the tick's own transaction: lost on a crash in between, the older reading is used (older
+        # is staler, so the SLO is never flattered).
+        with self.store.transaction() as conn:
+            repo.set_value(conn, FRESHNESS_KEY, self.source.freshness_state())
+        return result
 
     def catch_up(self, now: datetime) -> list[TickResult]:
         """Tick until every complete minute before `now` is read (a long gap takes several windows)."""

@@ -17,6 +17,7 @@ from moto.server import ThreadedMotoServer
 
 from engine.errors import SourceError
 from engine.model import EventKind, Stage
+from engine.service.watch import Watcher
 from engine.store import repo
 from engine.store.db import Store
 from engine.telemetry.cloudwatch import CloudWatchSource, aws_clients, parse_fleet
@@ -177,3 +178,19 @@ def test_watch_names_a_bad_fleet_file_and_exits_2(aws, tmp_path):
     assert bad.returncode == 2
     assert "pipeline[0]: freshness: a query for end-to-end freshness is required" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_a_restarted_watch_carries_the_last_freshness_reading_on(aws, tmp_path):
+    fleet = parse_fleet({"region": REGION, "pipeline": [{"id": "orders", "freshness": FRESH,
+                                                         "transform": {"glue_job": "orders-etl"}}]})
+    _put(_client(aws, "cloudwatch"), "DataPlatform", "FreshnessSeconds", {"Pipeline": "orders"},
+         {T0 + timedelta(minutes=50): 100.0})
+    store = Store.open(f"sqlite:///{tmp_path}/watch.db")
+    first = Watcher(store, fleet, aws_clients(REGION, aws), now=T0 + timedelta(minutes=60), backfill_minutes=60)
+    assert first.tick(T0 + timedelta(minutes=60)).end == T0 + timedelta(minutes=58)
+    again = Watcher(store, fleet, aws_clients(REGION, aws), now=T0 + timedelta(minutes=70))  # a restart
+    assert again.resumed.from_watermark and again.resumed.start == T0 + timedelta(minutes=58)
+    batch = again.source.pull(T0 + timedelta(minutes=70))
+    fresh = {s.ts: s.values["freshness_s"] for s in batch.samples}
+    assert fresh[T0 + timedelta(minutes=58)] == 100.0 + 8 * 60  # carried from minute 50 across the restart
+    assert len(fresh) == 10

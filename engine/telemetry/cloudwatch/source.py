@@ -96,6 +96,19 @@ class CloudWatchSource:
         self._freshness, self.next_minute = freshness, end
         return TelemetryBatch(start, end, samples, events)
 
+    def freshness_state(self) -> dict[str, list[str | float]]:
+        """The last freshness reading per pipeline (minute, seconds), to keep across a restart."""
+        return {pid: [ts.isoformat(), value] for pid, (ts, value) in self._freshness.items()}
+
+    def restore_freshness(self, state: dict[str, list[str | float]]) -> None:
+        """Take the readings `freshness_state` kept (unknown pipelines and malformed entries are ignored)."""
+        for pid, entry in state.items():
+            if pid in self._carriers and isinstance(entry, list) and len(entry) == 2:
+                try:
+                    self._freshness[pid] = (datetime.fromisoformat(str(entry[0])), float(entry[1]))
+                except ValueError:
+                    continue
+
     def behind(self, now: datetime) -> bool:
         """Whether complete minutes before `now` are still unread (a long gap takes several pulls)."""
         return floor_minute(now) - self.delay > self.next_minute
