@@ -54,7 +54,7 @@ class AutoRule(BaseModel):
     actions: tuple[ActionKind, ...] = Field(min_length=1)
     pipelines: tuple[str, ...] = Field(default=("*",), min_length=1)
     max_risk: Risk = Risk.LOW
-    min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+    min_confidence: float = Field(default=0.5, ge=0.0, le=1.0, allow_inf_nan=False)
     rate_limit: RateLimit = RateLimit(count=20, per_minutes=60)
 
     @field_validator("actions", mode="before")

@@ -41,6 +41,7 @@ from engine.store.db import Store
 from engine.telemetry.simulator import SimulatorSource
 
 log = logging.getLogger(__name__)
+LIVE_POLICIES = ("qlearning", "rules", "manual", "none")  # what may decide live ("auto" resolves to one of them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +127,9 @@ class EmbeddedRuntime:
         The learned policy starts from the store's Q-table and keeps learning live; it explores a little
         (ε at its floor), which is confined to this twin and to what the execution policy lets through.
         """
+        if policy not in LIVE_POLICIES:
+            raise SelfhealError(f"unknown live policy {policy!r}; one of auto, {', '.join(LIVE_POLICIES)} (the "
+                                "oracle reads the twin's truth: benchmarks only)")
         if policy == "none":
             return None
         if policy == "qlearning":

@@ -32,7 +32,7 @@ class FaultConfig(BaseModel):
     kind: str
     at_minute: int = Field(ge=0)
     duration_minutes: int = Field(default=60, gt=0)
-    severity: float = Field(default=0.8, gt=0, le=1)
+    severity: float = Field(default=0.8, gt=0, le=1, allow_inf_nan=False)
 
     @field_validator("stage")
     @classmethod

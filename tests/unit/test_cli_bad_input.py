@@ -30,6 +30,8 @@ def files(tmp_path: Path, isolated_env: Path) -> Path:
     (tmp_path / "latin1.toml").write_bytes(b"\xff\xfeversion = 1\n")
     scenario = json.loads(SURGE.read_text())
     (tmp_path / "negative-seed.json").write_text(json.dumps({**scenario, "seed": -1}))
+    bad = {**scenario, "faults": [{**scenario["faults"][0], "severity": float("nan")}]}
+    (tmp_path / "nan-severity.json").write_text(json.dumps(bad))
     (tmp_path / "mixed-tz.csv").write_text("timestamp,value\n2024-01-01T00:00:00Z,1\n2024-01-01T00:01:00+05:00,2\n")
     (tmp_path / "not-a-db.db").write_text("garbage")
     return tmp_path
@@ -53,6 +55,8 @@ def files(tmp_path: Path, isolated_env: Path) -> Path:
     (["worker", "--interval", "inf"], 2, "--interval must be a positive number of seconds"),
     (["worker", "--steps", "-3"], 2, "Invalid value for '--steps'"),
     (["console", "--port", "99999"], 2, "Invalid value for '--port'"),
+    (["simulate", "--scenario", "{d}/nan-severity.json"], 2, "faults[0].severity: Input should be a finite number"),
+    (["agent", "--policy", "oracle", "--ticks", "1"], 2, "unknown live policy 'oracle'"),
 ])
 def test_bad_input_is_one_clear_error(files: Path, args: list[str], code: int, says: str) -> None:
     exit_code, output = run(*(a.replace("{d}", str(files)) for a in args))
