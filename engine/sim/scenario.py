@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from engine.errors import ScenarioError, field_errors
 from engine.model import EPOCH, STAGES, FaultKind, Stage
+from engine.textfile import read_text
 
 
 class PipelineConfig(BaseModel):
@@ -106,12 +107,7 @@ def parse_scenario(data: Any, source: str = "<data>") -> Scenario:
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario JSON file."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ScenarioError(f"cannot read scenario {p}: {e.strerror or e}") from e
-    except UnicodeDecodeError as e:
-        raise ScenarioError(f"invalid scenario {p}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    text = read_text(p, "scenario", ScenarioError)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from engine.errors import ConfigError, field_errors
 from engine.model import METRICS, PipelineSpec, Stage
+from engine.textfile import read_text
 
 STATS = ("Average", "Sum", "Maximum", "Minimum", "SampleCount")
 
@@ -244,10 +245,7 @@ def parse_fleet(data: Any, source: str = "<data>") -> Fleet:
 def load_fleet(path: str | Path) -> Fleet:
     """Read and validate a fleet TOML file."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"cannot read fleet file {p}: {e.strerror or e}") from e
+    text = read_text(p, "fleet file", ConfigError)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
