@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from engine.detection.stage_scores import StageScorer
+from engine.errors import SelfhealError
 from engine.model import floor_minute
 from engine.service.tick import TickResult, register, tick, warm_scorer
 from engine.store import repo
@@ -61,7 +62,12 @@ class Watcher:
 
     def tick(self, now: datetime) -> TickResult:
         """Read and analyse the complete minutes up to `now` (a long gap: the first `MAX_WINDOW` of it)."""
-        result = tick(self.store, self.source, now, self.scorer)
+        mark = self.source.mark()
+        try:
+            result = tick(self.store, self.source, now, self.scorer)
+        except SelfhealError:  # pulled but not stored (the store failed): read those minutes again next time
+            self.source.rewind(mark)
+            raise
         # The last freshness readings, so a restart carries them on instead of an SLO miss until the next one.
         # Kept after the tick's own transaction: lost on a crash in between, the older reading is used (older
         # is staler, so the SLO is never flattered).

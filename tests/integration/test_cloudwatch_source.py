@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from moto.server import ThreadedMotoServer
 
-from engine.errors import SourceError
+from engine.errors import SourceError, StoreError
 from engine.model import EventKind, Stage
 from engine.service.watch import Watcher
 from engine.store import repo
@@ -194,3 +194,26 @@ def test_a_restarted_watch_carries_the_last_freshness_reading_on(aws, tmp_path):
     fresh = {s.ts: s.values["freshness_s"] for s in batch.samples}
     assert fresh[T0 + timedelta(minutes=58)] == 100.0 + 8 * 60  # carried from minute 50 across the restart
     assert len(fresh) == 10
+
+
+def test_minutes_pulled_but_not_stored_are_read_again(aws, tmp_path, monkeypatch):
+    fleet = parse_fleet({"region": REGION, "pipeline": [{"id": "orders", "freshness": FRESH,
+                                                         "transform": {"glue_job": "orders-etl"}}]})
+    _put(_client(aws, "cloudwatch"), "DataPlatform", "FreshnessSeconds", {"Pipeline": "orders"},
+         {T0 + timedelta(minutes=i): 60.0 for i in range(30)})
+    store = Store.open(f"sqlite:///{tmp_path}/watch.db")
+    watcher = Watcher(store, fleet, aws_clients(REGION, aws), now=T0 + timedelta(minutes=12), backfill_minutes=12)
+    real = repo.insert_pipeline_health
+
+    def disk_full(*_a, **_k):
+        raise StoreError("disk full")  # the store fails after the minutes were pulled from AWS
+
+    monkeypatch.setattr(repo, "insert_pipeline_health", disk_full)
+    with pytest.raises(StoreError):
+        watcher.tick(T0 + timedelta(minutes=12))
+    monkeypatch.setattr(repo, "insert_pipeline_health", real)
+    done = watcher.tick(T0 + timedelta(minutes=12))
+    assert (done.start, done.end) == (T0, T0 + timedelta(minutes=10))  # the same minutes, read again
+    with store.read() as conn:
+        frame = repo.pipeline_health_frame(conn, T0, T0 + timedelta(minutes=30))
+    assert len(frame) == 10 and frame["ts"].is_unique

@@ -96,6 +96,14 @@ class CloudWatchSource:
         self._freshness, self.next_minute = freshness, end
         return TelemetryBatch(start, end, samples, events)
 
+    def mark(self) -> tuple[datetime, dict[str, tuple[datetime, float]]]:
+        """Where the source stands (the next minute, the freshness readings), for `rewind`."""
+        return self.next_minute, dict(self._freshness)
+
+    def rewind(self, mark: tuple[datetime, dict[str, tuple[datetime, float]]]) -> None:
+        """Back to `mark`: the minutes pulled since are read again (their batch never reached the store)."""
+        self.next_minute, self._freshness = mark[0], dict(mark[1])
+
     def freshness_state(self) -> dict[str, list[str | float]]:
         """The last freshness reading per pipeline (minute, seconds), to keep across a restart."""
         return {pid: [ts.isoformat(), value] for pid, (ts, value) in self._freshness.items()}
