@@ -59,10 +59,18 @@ def worker(
                                                       "(SELFHEAL_RUN_TIMEOUT_SECONDS).")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many steps (default: until "
                                                           "SIGINT/SIGTERM).")] = None,
+    *,
+    executor: Annotated[str, typer.Option(help="twin: the staging twin's inbox; aws: AWS calls on the "
+                                               "resources --fleet names (Glue, DMS, Redshift).")] = "twin",
+    fleet: Annotated[Path | None, typer.Option(help="With --executor aws: the fleet file (as `selfheal watch`'s); "
+                                                    "only its pipelines' runs are claimed.")] = None,
+    endpoint_url: Annotated[str | None, typer.Option(help="With --executor aws: AWS endpoint (default: "
+                                                          "AWS_ENDPOINT_URL or AWS's own).")] = None,
 ) -> None:
     """Execute approved actions on the configured store: claim runs with their pipelines' leases, send them to the
-    staging twin's inbox (a `selfheal agent` or the console hosts the twin), record outcomes. Run several on one
-    PostgreSQL: each run executes once, each pipeline is handled by one worker at a time."""
+    staging twin's inbox (a `selfheal agent` or the console hosts the twin) or, with --executor aws, to AWS; record
+    outcomes. Run several on one PostgreSQL: each run executes once, each pipeline is handled by one worker at a
+    time."""
     from engine.execution.twin_inbox import InboxExecutor
     from engine.execution.worker import Worker, default_worker_name
     from engine.settings import load_settings
@@ -76,9 +84,21 @@ def worker(
                 raise SelfhealError(f"{flag} must be a positive number of seconds, got {value:g}")
         if lease <= interval:
             raise SelfhealError(f"--interval must be positive and below the lease ({lease:g} s), got {interval:g}")
+        if executor not in ("twin", "aws"):
+            raise SelfhealError(f"unknown executor {executor!r}; twin or aws")
+        if (executor == "aws") != (fleet is not None):
+            raise SelfhealError("--executor aws needs --fleet FILE (and --fleet goes with --executor aws)")
         store = Store.open(settings.store_url)
         name = name or default_worker_name()
-        w = Worker(store, InboxExecutor(store, sender=name), name, lease_seconds=lease,
+        chosen, pipelines = InboxExecutor(store, sender=name), None
+        if fleet is not None:
+            from engine.execution.aws import AwsExecutor
+            from engine.telemetry.cloudwatch import aws_clients, load_fleet
+
+            spec = load_fleet(fleet)
+            chosen, pipelines = AwsExecutor(spec, aws_clients(spec.region, endpoint_url), store), \
+                [p.id for p in spec.specs]
+        w = Worker(store, chosen, name, lease_seconds=lease, pipelines=pipelines,
                    run_timeout_seconds=run_timeout if run_timeout is not None else settings.run_timeout_seconds)
     except SelfhealError as e:
         raise _fail(e) from e

@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,7 +60,8 @@ class Worker:
 
     def __init__(self, store: Store, executor: Executor, name: str | None = None, *, lease_seconds: float = 30.0,
                  run_timeout_seconds: float = 900.0, batch: int = 25, max_attempts: int = 5,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 pipelines: Collection[str] | None = None) -> None:
         if lease_seconds <= 0 or run_timeout_seconds <= 0 or batch < 1:
             raise SelfhealError("worker: lease_seconds and run_timeout_seconds must be positive, batch ≥ 1")
         self.store = store
@@ -72,6 +73,8 @@ class Worker:
         self.max_attempts = max_attempts
         self.clock = clock
         self.actor = f"worker:{self.name}"
+        # The pipelines this worker's executor can act on (None: all); runs of others are left to other workers.
+        self.pipelines = None if pipelines is None else sorted(set(pipelines))
 
     # -- one round ------------------------------------------------------------------------------
     def step(self) -> WorkerStep:
@@ -103,6 +106,8 @@ class Worker:
             q = (select(R.c.id, R.c.pipeline_id, R.c.status).where(or_(
                 R.c.status == "queued", and_(R.c.status == "running", R.c.lease_expires_at < now)))
                 .order_by(R.c.id).limit(self.batch * 4).with_for_update(skip_locked=True))
+            if self.pipelines is not None:
+                q = q.where(R.c.pipeline_id.in_(self.pipelines))
             candidates = conn.execute(q).all()
             running = conn.execute(select(R.c.pipeline_id, R.c.lease_expires_at >= now).where(
                 R.c.status == "running")).all()

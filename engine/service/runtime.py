@@ -108,7 +108,8 @@ class EmbeddedRuntime:
         run_worker = settings.embedded_worker if worker is None else worker
         self.worker = Worker(self.store, InboxExecutor(self.store, "embedded"), f"embedded:{os.getpid()}",
                              lease_seconds=settings.worker_lease_seconds,
-                             run_timeout_seconds=settings.run_timeout_seconds) if run_worker else None
+                             run_timeout_seconds=settings.run_timeout_seconds,
+                             pipelines=[p.id for p in self.twin.pipelines]) if run_worker else None
         self.last_worker_step: WorkerStep | None = None
         self._backfill_until = start + timedelta(minutes=settings.backfill_minutes if newest is None else 0)
         self._clock: SimClock | None = None

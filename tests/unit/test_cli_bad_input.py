@@ -57,6 +57,8 @@ def files(tmp_path: Path, isolated_env: Path) -> Path:
     (["console", "--port", "99999"], 2, "Invalid value for '--port'"),
     (["simulate", "--scenario", "{d}/nan-severity.json"], 2, "faults[0].severity: Input should be a finite number"),
     (["agent", "--policy", "oracle", "--ticks", "1"], 2, "unknown live policy 'oracle'"),
+    (["worker", "--executor", "aws", "--steps", "1"], 2, "--executor aws needs --fleet FILE"),
+    (["worker", "--executor", "gcp", "--steps", "1"], 2, "unknown executor 'gcp'; twin or aws"),
 ])
 def test_bad_input_is_one_clear_error(files: Path, args: list[str], code: int, says: str) -> None:
     exit_code, output = run(*(a.replace("{d}", str(files)) for a in args))

@@ -41,6 +41,27 @@ class AwsClients:
     dms: Any
     glue: Any
     logs: Any
+    redshift: Any
+
+
+class AwsCallError(SourceError):
+    """An AWS call failed; `code` is AWS's error code ("" when the call never got an answer)."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def aws_call(clients: AwsClients, service: str, op: str, **kw: Any) -> dict[str, Any]:
+    """One AWS call through `clients`; a failure is an `AwsCallError` naming the call and AWS's reason."""
+    try:
+        return getattr(getattr(clients, service), op)(**kw)
+    except ClientError as e:
+        info = e.response.get("Error", {})
+        code = str(info.get("Code", ""))
+        raise AwsCallError(f"AWS {service}.{op} failed: {code or '?'}: {info.get('Message', e)}", code) from e
+    except BotoCoreError as e:
+        raise AwsCallError(f"AWS {service}.{op} failed: {e}") from e
 
 
 def aws_clients(region: str | None = None, endpoint_url: str | None = None, *,
@@ -59,7 +80,7 @@ def aws_clients(region: str | None = None, endpoint_url: str | None = None, *,
     def client(name: str) -> Any:
         return session.client(name, region_name=region, endpoint_url=endpoint_url, config=config)
 
-    return AwsClients(client("cloudwatch"), client("dms"), client("glue"), client("logs"))
+    return AwsClients(client("cloudwatch"), client("dms"), client("glue"), client("logs"), client("redshift"))
 
 
 class CloudWatchSource:
@@ -184,16 +205,12 @@ class CloudWatchSource:
         `missing`: the error code of a resource that does not exist (a renamed job, a log group not created yet).
         That is logged once and read as nothing, so one stale entry does not blind the watch of the whole fleet."""
         try:
-            return getattr(getattr(self.clients, service), op)(**kw)
-        except ClientError as e:
-            info = e.response.get("Error", {})
-            if missing is not None and info.get("Code") == missing:
-                what = kw.get("JobName") or kw.get("logGroupName") or "?"
-                if what not in self._missing:
-                    self._missing.add(what)
-                    log.warning("%s.%s: %s does not exist (%s); reading nothing from it", service, op, what,
-                                info.get("Message", ""))
-                return {}
-            raise SourceError(f"AWS {service}.{op} failed: {info.get('Code', '?')}: {info.get('Message', e)}") from e
-        except BotoCoreError as e:
-            raise SourceError(f"AWS {service}.{op} failed: {e}") from e
+            return aws_call(self.clients, service, op, **kw)
+        except AwsCallError as e:
+            if missing is None or e.code != missing:
+                raise
+            what = kw.get("JobName") or kw.get("logGroupName") or "?"
+            if what not in self._missing:
+                self._missing.add(what)
+                log.warning("%s.%s: %s does not exist (%s); reading nothing from it", service, op, what, e)
+            return {}
