@@ -14,23 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
-
-from engine.decision.qlearning import QParams
 from engine.detection.stage_scores import StageScorer
 from engine.errors import SelfhealError
-from engine.execution import policy as policy_mod
-from engine.execution.gateway import ProposalGateway
 from engine.execution.queue import expire_due
 from engine.execution.twin_inbox import InboxExecutor, TwinHost
 from engine.execution.worker import Worker, WorkerStep
-from engine.feedback import memory
-from engine.feedback.bench import make_policy
-from engine.feedback.loop import Healer
 from engine.model import FaultKind, PipelineSpec, Stage, floor_minute
 from engine.security.roles import Permission, Principal, require
-from engine.security.roles import agent as agent_principal
 from engine.service.audit import record
+from engine.service.healing import PolicyFile, live_healer, resolve_policy
 from engine.service.tick import TickResult, register, tick, warm_scorer
 from engine.settings import Settings
 from engine.sim.faults import Fault
@@ -41,7 +33,6 @@ from engine.store.db import Store
 from engine.telemetry.simulator import SimulatorSource
 
 log = logging.getLogger(__name__)
-LIVE_POLICIES = ("qlearning", "rules", "manual", "none")  # what may decide live ("auto" resolves to one of them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +75,10 @@ class EmbeddedRuntime:
         self._last_seconds: float | None = None
         self._last_error: str | None = None
         self.scorer = StageScorer(seed=settings.seed)
+        self.execution_policy = PolicyFile(settings.policy_path)  # what auto-executes (re-read when it changes)
         if not self.hosting:
             self.twin, self.source, self.host, self.healer, self.worker = None, None, None, None, None
             self.policy_name, self.last_worker_step, self._clock = "none", None, None
-            self._policy_cache: tuple[float | None, policy_mod.Policy] | None = None
             return
         with self.store.read() as conn:
             newest = repo.latest_health_ts(conn)
@@ -102,9 +93,9 @@ class EmbeddedRuntime:
         if newest is not None:
             warm_scorer(self.store, self.scorer, newest)
         self.host = TwinHost(self.store, self.twin, self.source.lock)
-        self._policy_cache = None
-        self.policy_name = self._resolve_policy(policy or settings.agent_policy)
-        self.healer = self._make_healer(self.policy_name)
+        self.policy_name = resolve_policy(self.store, policy or settings.agent_policy)
+        self.healer = live_healer(self.store, self.policy_name, self.execution_policy, seed=settings.seed,
+                                  on_capacity_change=self.scorer.rebaseline)
         run_worker = settings.embedded_worker if worker is None else worker
         self.worker = Worker(self.store, InboxExecutor(self.store, "embedded"), f"embedded:{os.getpid()}",
                              lease_seconds=settings.worker_lease_seconds,
@@ -115,59 +106,6 @@ class EmbeddedRuntime:
         self._clock: SimClock | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def _resolve_policy(self, policy: str) -> str:
-        """"auto": the learned policy once a Q-table was trained into this store, else the runbook."""
-        if policy != "auto":
-            return policy
-        return "qlearning" if memory.load_policy(self.store).table.values else "rules"
-
-    def _make_healer(self, policy: str) -> Healer | None:
-        """The decision loop on the staging twin ("none": detection only). Its actions become proposals: the
-        execution policy auto-approves what it allows, the rest waits on the Approvals page.
-
-        The learned policy starts from the store's Q-table and keeps learning live; it explores a little
-        (ε at its floor), which is confined to this twin and to what the execution policy lets through.
-        """
-        if policy not in LIVE_POLICIES:
-            raise SelfhealError(f"unknown live policy {policy!r}; one of auto, {', '.join(LIVE_POLICIES)} (the "
-                                "oracle reads the twin's truth: benchmarks only)")
-        if policy == "none":
-            return None
-        if policy == "qlearning":
-            # ε at its floor and no systematic try of every untried action: exploration stays small on live data.
-            agent = memory.load_policy(self.store, params=QParams(min_tries=0), explore=True, learning=True)
-            if not agent.table.values:
-                raise SelfhealError("the qlearning policy needs a trained table: run `selfheal train` first "
-                                    "(or use SELFHEAL_AGENT_POLICY=auto, which uses the runbook until then)")
-            agent.episodes = max(agent.episodes, 10_000)
-            chosen = agent  # learns from every outcome and every rejection, persisted each tick
-        else:
-            chosen = make_policy(policy, _NoTruth, None)
-        return Healer(chosen, ProposalGateway(self.execution_policy, agent_principal(policy)),
-                      rng=np.random.default_rng([self.settings.seed, 5]),
-                      on_capacity_change=self.scorer.rebaseline)
-
-    def execution_policy(self) -> policy_mod.Policy:
-        """The policy file's current content (re-read when it changes; the default while it does not exist).
-
-        An invalid file keeps the last good policy in force and logs why (a broken edit must not open the gates);
-        `selfheal policy check` and the Approvals page refuse to save an invalid one in the first place.
-        """
-        path = self.settings.policy_path
-        try:
-            mtime = path.stat().st_mtime if path.exists() else None
-        except OSError:
-            mtime = None
-        if self._policy_cache is not None and self._policy_cache[0] == mtime:
-            return self._policy_cache[1]
-        try:
-            current = policy_mod.load(path)
-        except SelfhealError as e:
-            log.error("keeping the previous execution policy: %s", e)
-            current = self._policy_cache[1] if self._policy_cache else policy_mod.NO_AUTO
-        self._policy_cache = (mtime, current)
-        return current
-
     def backfill(self) -> TickResult | None:
         """Simulate the configured history quickly (once, before going live)."""
         if not self.hosting or self.twin.now >= self._backfill_until:
@@ -270,10 +208,3 @@ class EmbeddedRuntime:
                 now = repo.latest_health_ts(conn) or floor_minute(datetime.now(UTC))
         return RuntimeStatus(running=self._thread is not None and self._thread.is_alive(), sim_now=now,
                              ticks=self._ticks, last_tick_seconds=self._last_seconds, last_error=self._last_error)
-
-
-class _NoTruth:
-    """The live runtime offers no oracle: only benchmarks may read the twin's truth."""
-
-    def truth(self, pipeline_id: str, ts: datetime) -> list:
-        raise SelfhealError("the oracle policy is for benchmarks only")

@@ -1,8 +1,9 @@
 """Watching real pipelines: tick a CloudWatch source into the store (scores, health, incidents), resumably.
 
-`selfheal watch` runs this. It is the monitoring and analysis half of the loop on AWS: the console's pages show
-the pipelines, their anomaly scores and incidents with their suspected cause. Deciding and acting on AWS needs
-an AWS executor, which selfheal does not have yet, so no policy runs here.
+`selfheal watch` runs this: the console's pages show the pipelines, their anomaly scores and incidents with their
+suspected cause. With a policy (`--policy rules`, `qlearning`, `auto`) it also decides on open incidents, as the
+simulated fleet's loop does: each fix becomes a proposal that the execution policy file auto-approves or an
+operator approves, and `selfheal worker --executor aws` carries it out. Without one (the default) it only detects.
 
 Nothing is lost across a crash or a failed AWS call: every tick commits its minutes together with the
 source's watermark (`watermark:cloudwatch`), a restart resumes after it (replaying the stored recent past into
@@ -14,10 +15,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from engine.detection.stage_scores import StageScorer
 from engine.errors import SelfhealError
 from engine.model import floor_minute
+from engine.service.healing import PolicyFile, live_healer, resolve_policy
 from engine.service.tick import TickResult, register, tick, warm_scorer
 from engine.store import repo
 from engine.store.db import Store
@@ -40,12 +43,16 @@ class Watcher:
     """A CloudWatch source, an anomaly scorer and the store, ticked together."""
 
     def __init__(self, store: Store, fleet: Fleet, clients: AwsClients, *, now: datetime, backfill_minutes: int = 120,
-                 delay_minutes: int = 2, seed: int = 0) -> None:
+                 delay_minutes: int = 2, seed: int = 0, policy: str = "none",
+                 policy_file: Path | None = None) -> None:
         self.store = store
         self.resumed = self._resume(store, now, backfill_minutes)
         self.source = CloudWatchSource(fleet, clients, start=self.resumed.start, delay_minutes=delay_minutes)
         self.scorer = StageScorer(seed=seed)
         register(store, self.source)
+        self.policy_name = resolve_policy(store, policy)
+        self.healer = live_healer(store, self.policy_name, PolicyFile(policy_file), seed=seed,
+                                  on_capacity_change=self.scorer.rebaseline)
         if self.resumed.from_watermark:
             warm_scorer(store, self.scorer, self.resumed.start - timedelta(minutes=1),
                         pipeline_ids=[p.id for p in fleet.specs])
@@ -64,7 +71,7 @@ class Watcher:
         """Read and analyse the complete minutes up to `now` (a long gap: the first `MAX_WINDOW` of it)."""
         mark = self.source.mark()
         try:
-            result = tick(self.store, self.source, now, self.scorer)
+            result = tick(self.store, self.source, now, self.scorer, self.healer)
         except SelfhealError:  # pulled but not stored (the store failed): read those minutes again next time
             self.source.rewind(mark)
             raise

@@ -14,12 +14,14 @@ import boto3
 import numpy as np
 import pytest
 from moto.server import ThreadedMotoServer
+from sqlalchemy import select
 
 from engine.errors import SourceError, StoreError
-from engine.model import EventKind, Stage
+from engine.model import ActionKind, EventKind, Stage
 from engine.service.watch import Watcher
 from engine.store import repo
 from engine.store.db import Store
+from engine.store.tables import ProposalRow
 from engine.telemetry.cloudwatch import CloudWatchSource, aws_clients, parse_fleet
 
 REGION = "eu-west-1"
@@ -217,3 +219,28 @@ def test_minutes_pulled_but_not_stored_are_read_again(aws, tmp_path, monkeypatch
     with store.read() as conn:
         frame = repo.pipeline_health_frame(conn, T0, T0 + timedelta(minutes=30))
     assert len(frame) == 10 and frame["ts"].is_unique
+
+
+def test_with_the_runbook_a_watched_incident_gets_a_fix_proposed_for_an_operator(aws, tmp_path):
+    fleet = parse_fleet({"region": REGION, "pipeline": [{
+        "id": "orders", "freshness": FRESH,
+        "transform": {"glue_job": "orders-etl", "log_group": "/aws-glue/jobs/error"}}]})
+    minutes = [T0 + timedelta(minutes=i) for i in range(60)]
+    rng = np.random.default_rng(3)
+    cw = _client(aws, "cloudwatch")
+    _put(cw, "Glue", "glue.ALL.system.cpuSystemLoad", {**GLUE, "Type": "gauge"},
+         {m: 0.30 + 0.01 * rng.standard_normal() for m in minutes})
+    _put(cw, "DataPlatform", "FreshnessSeconds", {"Pipeline": "orders"}, dict.fromkeys(minutes, 120.0))
+    _log(aws, "/aws-glue/jobs/error", {m: "ERROR AnalysisException: cannot resolve column 'amount'"
+                                       for m in minutes[-8:]})
+    policy = tmp_path / "policy.toml"
+    policy.write_text("version = 1\nauto = []\n")  # nothing auto-executes: every fix waits for an operator
+    store = Store.open(f"sqlite:///{tmp_path}/watch.db")
+    watcher = Watcher(store, fleet, aws_clients(REGION, aws), now=T0 + timedelta(minutes=60), backfill_minutes=60,
+                      delay_minutes=0, policy="rules", policy_file=policy)
+    result = watcher.tick(T0 + timedelta(minutes=60))
+    assert [(d.pipeline_id, d.execution.request.action, d.execution.request.stage) for d in result.decisions] == [
+        ("orders", ActionKind.REMAP_SCHEMA, Stage.TRANSFORM)]
+    with store.read() as conn:
+        [row] = conn.execute(select(ProposalRow.__table__)).all()
+    assert (row.status, row.origin, row.action, row.stage) == ("pending", "agent", "remap_schema", "transform")
