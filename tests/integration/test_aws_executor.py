@@ -1,20 +1,13 @@
-"""Approved actions carried out on AWS: a worker with the AWS executor against a moto server over HTTP.
-
-moto has no ResizeCluster (Redshift's elastic resize); as DESIGN says, the test extends the in-process server with
-the handler, so the real boto3 client still speaks HTTP to it.
-"""
+"""Approved actions carried out on AWS: a worker with the AWS executor against a moto server over HTTP
+(`aws_rig`: moto's server, with the ResizeCluster handler it lacks)."""
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from moto.core.responses import ActionResult
-from moto.redshift.responses import RedshiftResponse
-from moto.server import ThreadedMotoServer
 from sqlalchemy import select
 
 from engine.execution.aws import TAG, AwsExecutor
@@ -29,8 +22,8 @@ from engine.store.db import Store
 from engine.store.tables import ActionRunRow
 from engine.telemetry.cloudwatch import aws_clients, parse_fleet
 
-REGION = "eu-west-1"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
+from .aws_rig import REGION, stopped_cdc_task
+
 OPERATOR = Principal("olga", Role.OPERATOR)
 FRESH = {"namespace": "DataPlatform", "metric": "FreshnessSeconds"}
 FLEET = parse_fleet({"region": REGION, "pipeline": [
@@ -39,45 +32,17 @@ FLEET = parse_fleet({"region": REGION, "pipeline": [
     {"id": "payments", "freshness": FRESH, "transform": {"lambda_function": "payments-loader"}}]})
 
 
-def _resize_cluster(self: RedshiftResponse):  # the missing moto handler: elastic resize, at once
-    cluster = self.redshift_backend.modify_cluster(cluster_identifier=self._get_param("ClusterIdentifier"),
-                                                   number_of_nodes=self._get_int_param("NumberOfNodes"))
-    return ActionResult({"Cluster": cluster})
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    RedshiftResponse.resize_cluster = _resize_cluster
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-    del RedshiftResponse.resize_cluster
-
-
 @pytest.fixture
-def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=10).close()
-    for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(key, raising=False)
-    for key, value in CREDENTIALS.items():
-        monkeypatch.setenv(key, value)
-    kw = {"endpoint_url": moto_url, "region_name": REGION}
+def resources(aws: str) -> str:
+    """The fleet's resources on a clean moto server: a Glue job, a stopped DMS task, a two-node cluster."""
+    kw = {"endpoint_url": aws, "region_name": REGION}
     boto3.client("glue", **kw).create_job(Name="orders-etl", Role="r", WorkerType="G.1X", NumberOfWorkers=10,
                                           Command={"Name": "glueetl", "ScriptLocation": "s3://jobs/orders.py"})
-    dms = boto3.client("dms", **kw)
-    arn = dms.create_replication_task(
-        ReplicationTaskIdentifier="orders-cdc", MigrationType="cdc", TableMappings='{"rules": []}',
-        SourceEndpointArn="arn:aws:dms:eu-west-1:123456789012:endpoint:src",
-        TargetEndpointArn="arn:aws:dms:eu-west-1:123456789012:endpoint:tgt",
-        ReplicationInstanceArn="arn:aws:dms:eu-west-1:123456789012:rep:orders-ri")["ReplicationTask"]["ReplicationTaskArn"]
-    dms.start_replication_task(ReplicationTaskArn=arn, StartReplicationTaskType="start-replication")
-    dms.stop_replication_task(ReplicationTaskArn=arn)  # the CDC task has stopped: what restart_cdc_task is for
+    stopped_cdc_task(aws)  # what restart_cdc_task is for
     boto3.client("redshift", **kw).create_cluster(
         ClusterIdentifier="dw", NodeType="ra3.xlplus", MasterUsername="admin", MasterUserPassword="Secret123",
         NumberOfNodes=2, ClusterType="multi-node")
-    return moto_url
+    return aws
 
 
 @pytest.fixture
@@ -107,12 +72,12 @@ def _worker(store: Store, url: str, name: str = "w1") -> Worker:
                   pipelines=[p.id for p in FLEET.specs])
 
 
-def test_approved_fixes_run_on_glue_dms_and_redshift_and_are_recorded(aws, store):
-    glue = boto3.client("glue", endpoint_url=aws, region_name=REGION)
+def test_approved_fixes_run_on_glue_dms_and_redshift_and_are_recorded(resources, store):
+    glue = boto3.client("glue", endpoint_url=resources, region_name=REGION)
     scale = _approved(store, "scale_workers")  # the catalog's default: twice the job's 10 workers
     restart = _approved(store, "restart_cdc_task")
     resize = _approved(store, "scale_warehouse", workers=4)
-    worker = _worker(store, aws)
+    worker = _worker(store, resources)
     for _ in range(4):  # one run per pipeline at a time: the three go one after the other
         worker.step()
     runs = {r: _run(store, r) for r in (scale, restart, resize)}
@@ -120,24 +85,24 @@ def test_approved_fixes_run_on_glue_dms_and_redshift_and_are_recorded(aws, store
     assert {v["executor"] for v in runs.values()} == {"aws"}
     [job_run] = glue.get_job_runs(JobName="orders-etl")["JobRuns"]
     assert (job_run["NumberOfWorkers"], job_run["Arguments"][TAG]) == (20, runs[scale]["idempotency_key"])
-    dms = boto3.client("dms", endpoint_url=aws, region_name=REGION)
+    dms = boto3.client("dms", endpoint_url=resources, region_name=REGION)
     assert dms.describe_replication_tasks()["ReplicationTasks"][0]["Status"] == "running"
-    redshift = boto3.client("redshift", endpoint_url=aws, region_name=REGION)
+    redshift = boto3.client("redshift", endpoint_url=resources, region_name=REGION)
     assert redshift.describe_clusters(ClusterIdentifier="dw")["Clusters"][0]["NumberOfNodes"] == 4
 
 
-def test_a_run_already_started_on_glue_is_found_by_its_key_and_never_started_twice(aws, store):
+def test_a_run_already_started_on_glue_is_found_by_its_key_and_never_started_twice(resources, store):
     run_id = _approved(store, "restart_task")
     key = _run(store, run_id)["idempotency_key"]
     request = ActionRequest("orders", ActionKind.RESTART_TASK, Stage.TRANSFORM)
-    first = AwsExecutor(FLEET, aws_clients(REGION, aws), store).submit(request, key)  # then the worker died
+    first = AwsExecutor(FLEET, aws_clients(REGION, resources), store).submit(request, key)  # then the worker died
     assert first.status is ExecStatus.RUNNING and "run jr_" in first.detail
-    successor = AwsExecutor(FLEET, aws_clients(REGION, aws), store)  # another process: no memory of it
+    successor = AwsExecutor(FLEET, aws_clients(REGION, resources), store)  # another process: no memory of it
     adopted = successor.lookup(key)
     assert adopted is not None and adopted.status is ExecStatus.SUCCEEDED  # moto's runs finish at once
     again = successor.submit(request, key)
     assert again.status is ExecStatus.SUCCEEDED
-    glue = boto3.client("glue", endpoint_url=aws, region_name=REGION)
+    glue = boto3.client("glue", endpoint_url=resources, region_name=REGION)
     assert len(glue.get_job_runs(JobName="orders-etl")["JobRuns"]) == 1
 
 
@@ -146,19 +111,19 @@ def test_a_run_already_started_on_glue_is_found_by_its_key_and_never_started_twi
     ("restart_cdc_task", "payments", "source", "names no AWS resource in the fleet file"),
     ("restart_task", "payments", "transform", "restart_task on payments/transform (lambda_function) is not automated"),
 ])
-def test_an_action_without_an_aws_call_fails_with_why_and_calls_nothing(aws, store, case):
+def test_an_action_without_an_aws_call_fails_with_why_and_calls_nothing(resources, store, case):
     action, pipeline, stage, says = case
     run_id = _approved(store, action, pipeline, stage)
-    _worker(store, aws).step()
+    _worker(store, resources).step()
     run = _run(store, run_id)
     assert run["status"] == "failed" and says in run["result"]["detail"]
-    glue = boto3.client("glue", endpoint_url=aws, region_name=REGION)
+    glue = boto3.client("glue", endpoint_url=resources, region_name=REGION)
     assert glue.get_job_runs(JobName="orders-etl")["JobRuns"] == []
 
 
-def test_a_worker_for_aws_leaves_other_pipelines_runs_alone(aws, store):
+def test_a_worker_for_aws_leaves_other_pipelines_runs_alone(resources, store):
     with store.transaction() as conn:
         repo.upsert_pipelines(conn, [*FLEET.specs, type(FLEET.specs[0])("simulated-one")], "simulator")
     other = _approved(store, "restart_task", "simulated-one", "transform")
-    step = _worker(store, aws).step()
+    step = _worker(store, resources).step()
     assert step.claimed == [] and _run(store, other)["status"] == "queued"

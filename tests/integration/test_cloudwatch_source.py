@@ -5,15 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import boto3
 import numpy as np
 import pytest
-from moto.server import ThreadedMotoServer
 from sqlalchemy import select
 
 from engine.errors import SourceError, StoreError
@@ -24,36 +20,12 @@ from engine.store.db import Store
 from engine.store.tables import ProposalRow
 from engine.telemetry.cloudwatch import CloudWatchSource, aws_clients, parse_fleet
 
-REGION = "eu-west-1"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
+from .aws_rig import CREDENTIALS, REGION, client, stopped_cdc_task
+
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 FRESH = {"namespace": "DataPlatform", "metric": "FreshnessSeconds", "dimensions": {"Pipeline": "orders"},
          "stat": "Maximum"}
 GLUE = {"JobName": "orders-etl", "JobRunId": "ALL"}
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A clean moto server and credentials for it; returns its URL."""
-    urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=10).close()
-    for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(key, raising=False)
-    for key, value in CREDENTIALS.items():
-        monkeypatch.setenv(key, value)
-    return moto_url
-
-
-def _client(url: str, service: str):
-    return boto3.client(service, endpoint_url=url, region_name=REGION)
 
 
 def _put(cw, namespace: str, name: str, dims: dict[str, str], points: dict[datetime, float]) -> None:
@@ -64,7 +36,7 @@ def _put(cw, namespace: str, name: str, dims: dict[str, str], points: dict[datet
 
 
 def _log(url: str, group: str, lines: dict[datetime, str]) -> None:
-    logs = _client(url, "logs")
+    logs = client(url, "logs")
     logs.create_log_group(logGroupName=group)
     logs.create_log_stream(logGroupName=group, logStreamName="run")
     logs.put_log_events(logGroupName=group, logStreamName="run", logEvents=[
@@ -79,7 +51,7 @@ def test_a_pull_reads_metrics_task_states_and_logs_and_a_failed_pull_consumes_no
         "transform": {"glue_job": "orders-etl", "log_group": "/aws-glue/jobs/error"},
         "warehouse": {"redshift_cluster": "dw"}}]})
     minutes = [T0 + timedelta(minutes=i) for i in range(10)]
-    cw = _client(aws, "cloudwatch")
+    cw = client(aws, "cloudwatch")
     task = {"ReplicationInstanceIdentifier": "orders-ri", "ReplicationTaskIdentifier": "orders-cdc"}
     _put(cw, "AWS/DMS", "CDCLatencySource", task, dict.fromkeys(minutes, 5.0))
     _put(cw, "AWS/DMS", "CDCThroughputRowsSource", task, dict.fromkeys(minutes, 100.0))
@@ -90,14 +62,7 @@ def test_a_pull_reads_metrics_task_states_and_logs_and_a_failed_pull_consumes_no
     _put(cw, "DataPlatform", "FreshnessSeconds", {"Pipeline": "orders"}, {m: 120.0 for m in minutes if m != minutes[7]})
     _log(aws, "/aws-glue/jobs/error", {minutes[8]: "ERROR GlueJob: AnalysisException: cannot resolve column 'amount'",
                                        minutes[8] + timedelta(seconds=10): "INFO retrying stage 3"})
-    dms = _client(aws, "dms")
-    arn = dms.create_replication_task(
-        ReplicationTaskIdentifier="orders-cdc", MigrationType="cdc", TableMappings='{"rules": []}',
-        SourceEndpointArn="arn:aws:dms:eu-west-1:123456789012:endpoint:src",
-        TargetEndpointArn="arn:aws:dms:eu-west-1:123456789012:endpoint:tgt",
-        ReplicationInstanceArn="arn:aws:dms:eu-west-1:123456789012:rep:orders-ri")["ReplicationTask"]["ReplicationTaskArn"]
-    dms.start_replication_task(ReplicationTaskArn=arn, StartReplicationTaskType="start-replication")
-    dms.stop_replication_task(ReplicationTaskArn=arn)
+    stopped_cdc_task(aws)
 
     # The Glue job itself does not exist (renamed, say): its runs read as none, the rest of the fleet is read.
     # Nothing listens on port 9 here: the pull fails with a clear error and moves nothing on.
@@ -143,7 +108,7 @@ def test_watch_opens_a_diagnosed_incident_from_cloudwatch_and_resumes_without_re
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     minutes = [now - timedelta(minutes=60 - i) for i in range(60)]
     rng = np.random.default_rng(7)
-    cw = _client(aws, "cloudwatch")
+    cw = client(aws, "cloudwatch")
     _put(cw, "Glue", "glue.ALL.system.cpuSystemLoad", {**GLUE, "Type": "gauge"},
          {m: 0.30 + 0.01 * rng.standard_normal() for m in minutes})
     _put(cw, "Glue", "glue.driver.aggregate.recordsRead", {**GLUE, "Type": "count"},
@@ -185,7 +150,7 @@ def test_watch_names_a_bad_fleet_file_and_exits_2(aws, tmp_path):
 def test_a_restarted_watch_carries_the_last_freshness_reading_on(aws, tmp_path):
     fleet = parse_fleet({"region": REGION, "pipeline": [{"id": "orders", "freshness": FRESH,
                                                          "transform": {"glue_job": "orders-etl"}}]})
-    _put(_client(aws, "cloudwatch"), "DataPlatform", "FreshnessSeconds", {"Pipeline": "orders"},
+    _put(client(aws, "cloudwatch"), "DataPlatform", "FreshnessSeconds", {"Pipeline": "orders"},
          {T0 + timedelta(minutes=50): 100.0})
     store = Store.open(f"sqlite:///{tmp_path}/watch.db")
     first = Watcher(store, fleet, aws_clients(REGION, aws), now=T0 + timedelta(minutes=60), backfill_minutes=60)
@@ -201,7 +166,7 @@ def test_a_restarted_watch_carries_the_last_freshness_reading_on(aws, tmp_path):
 def test_minutes_pulled_but_not_stored_are_read_again(aws, tmp_path, monkeypatch):
     fleet = parse_fleet({"region": REGION, "pipeline": [{"id": "orders", "freshness": FRESH,
                                                          "transform": {"glue_job": "orders-etl"}}]})
-    _put(_client(aws, "cloudwatch"), "DataPlatform", "FreshnessSeconds", {"Pipeline": "orders"},
+    _put(client(aws, "cloudwatch"), "DataPlatform", "FreshnessSeconds", {"Pipeline": "orders"},
          {T0 + timedelta(minutes=i): 60.0 for i in range(30)})
     store = Store.open(f"sqlite:///{tmp_path}/watch.db")
     watcher = Watcher(store, fleet, aws_clients(REGION, aws), now=T0 + timedelta(minutes=12), backfill_minutes=12)
@@ -227,7 +192,7 @@ def test_with_the_runbook_a_watched_incident_gets_a_fix_proposed_for_an_operator
         "transform": {"glue_job": "orders-etl", "log_group": "/aws-glue/jobs/error"}}]})
     minutes = [T0 + timedelta(minutes=i) for i in range(60)]
     rng = np.random.default_rng(3)
-    cw = _client(aws, "cloudwatch")
+    cw = client(aws, "cloudwatch")
     _put(cw, "Glue", "glue.ALL.system.cpuSystemLoad", {**GLUE, "Type": "gauge"},
          {m: 0.30 + 0.01 * rng.standard_normal() for m in minutes})
     _put(cw, "DataPlatform", "FreshnessSeconds", {"Pipeline": "orders"}, dict.fromkeys(minutes, 120.0))
