@@ -184,7 +184,8 @@ def status(s: Session, p: Parsed) -> Steps:
                         for st, v in x["stages"].items() if v["status"] != "healthy")
         inc = x["open_incident"]
         text = (f"**{x['pipeline']}** is **{x['status']}** at the newest minute ({hhmm(r.data['as_of'])} UTC): "
-                f"freshness {x['freshness_minutes']:.1f} min against a {x['freshness_target_minutes']:g} min target."
+                f"freshness {_minutes_or_unknown(x['freshness_minutes'])} against a {x['freshness_target_minutes']:g} "
+                "min target."
                 + (f"\n\n{bad}" if bad else " All four stages are healthy.")
                 + (f"\n\nOpen incident #{inc['id']}: {inc['cause']} on {inc['stage']}." if inc else ""))
         follow = [f"Why is {x['pipeline']} failing?" if inc else f"What was the average latency of "
@@ -240,6 +241,10 @@ def secrets(s: Session, p: Parsed) -> Steps:
 
 
 _THANKS = re.compile(r"^\s*(?:thanks|thank you|thx|cheers|great|perfect|nice|cool|ok thanks)\b", re.I)
+
+
+def _minutes_or_unknown(value: float | None) -> str:
+    return "unknown (no reading)" if value is None else f"{value:.1f} min"
 
 
 def unknown_name_reply(catalog: Catalog, name: str) -> Reply:

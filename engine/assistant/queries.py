@@ -272,7 +272,7 @@ def fleet_status(ctx: ToolContext, args: StatusArgs) -> ToolResult:
         inc = open_inc.get(h.pipeline_id)
         pipelines.append({
             "pipeline": h.pipeline_id, "status": h.status, "slo_healthy": bool(h.slo_healthy),
-            "freshness_minutes": round(float(h.freshness_minutes), 2),
+            "freshness_minutes": round(float(h.freshness_minutes), 2) if pd.notna(h.freshness_minutes) else None,
             "freshness_target_minutes": specs[h.pipeline_id].freshness_target_minutes
             if h.pipeline_id in specs else None,
             "stages": {r.stage: {"status": r.status, "reason": r.reason} for r in st.itertuples(index=False)},
@@ -283,7 +283,8 @@ def fleet_status(ctx: ToolContext, args: StatusArgs) -> ToolResult:
         p = pipelines[0]
         bad = [f"{s} {v['status']} ({v['reason'][:120]})" for s, v in p["stages"].items() if v["status"] != "healthy"]
         inc = p["open_incident"]
-        text = (f"{p['pipeline']} is {p['status']} {as_of}: freshness {p['freshness_minutes']:.1f} min against a "
+        fresh = "unknown" if p["freshness_minutes"] is None else f"{p['freshness_minutes']:.1f} min"
+        text = (f"{p['pipeline']} is {p['status']} {as_of}: freshness {fresh} against a "
                 f"{p['freshness_target_minutes']:g} min target"
                 + (f"; {'; '.join(bad)}" if bad else "; all stages healthy")
                 + (f". Open incident #{inc['id']}: {inc['cause']} on {inc['stage']}." if inc else "."))

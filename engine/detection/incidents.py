@@ -6,6 +6,7 @@ its `closed_at` is the first of those minutes (the moment the pipeline was healt
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import replace
 from datetime import datetime
@@ -88,6 +89,11 @@ def update_incidents(open_incidents: list[Incident], pipelines: list[PipelineHea
     return list(changed.values())
 
 
+def _finite(value: float) -> float | None:
+    """A number for the evidence (JSON): unknown freshness (NaN) is None, never NaN."""
+    return value if math.isfinite(value) else None
+
+
 def _root(bad: list[StageHealth]) -> StageHealth | None:
     """The suspected root-cause stage: failed before degraded, then the most upstream."""
     if not bad:
@@ -97,13 +103,14 @@ def _root(bad: list[StageHealth]) -> StageHealth | None:
 
 def _open(ph: PipelineHealth, bad: list[StageHealth], onset: datetime) -> Incident:
     root = _root(bad)
-    reason = root.reason if root else f"freshness {ph.freshness_minutes:.1f} min over target"
+    reason = root.reason if root else (f"freshness {ph.freshness_minutes:.1f} min over target"
+                                       if math.isfinite(ph.freshness_minutes) else "freshness unknown: no reading")
     return Incident(id=None, pipeline_id=ph.pipeline_id, status=IncidentStatus.OPEN, opened_at=ph.ts,
                     onset_at=min(onset, ph.ts), stage=root.stage if root else None, error_type=classify_message(reason),
                     confidence=0.5 if root else 0.2,
                     evidence={"stages": {h.stage.value: {"status": h.status.value, "reason": h.reason}
                                          for h in bad},
-                              "worst_freshness_minutes": ph.freshness_minutes, "log_lines": [],
+                              "worst_freshness_minutes": _finite(ph.freshness_minutes), "log_lines": [],
                               "healthy_since": None, "diagnoses": _diagnoses({}, bad, ph.ts)},
                     updated_at=ph.ts)
 
@@ -118,7 +125,8 @@ def _advance(inc: Incident, ph: PipelineHealth, bad: list[StageHealth], healthy:
             return replace(inc, status=IncidentStatus.CLOSED, closed_at=first_healthy, updated_at=ph.ts, evidence=ev)
         return replace(inc, updated_at=ph.ts, evidence=ev)
     ev["healthy_since"] = None
-    ev["worst_freshness_minutes"] = max(ev.get("worst_freshness_minutes") or 0.0, ph.freshness_minutes)
+    known = [v for v in (ev.get("worst_freshness_minutes"), _finite(ph.freshness_minutes)) if v is not None]
+    ev["worst_freshness_minutes"] = max(known) if known else None  # None while no reading was ever seen
     stages_ev = dict(ev.get("stages") or {})
     for h in bad:
         stages_ev.setdefault(h.stage.value, {"status": h.status.value, "reason": h.reason})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -107,7 +108,8 @@ def insert_pipeline_health(conn: Connection, pipelines: Sequence[PipelineHealth]
     if pipelines:
         conn.execute(insert(PipelineHealthRow.__table__), [
             {"pipeline_id": h.pipeline_id, "ts": h.ts, "status": h.status.value, "slo_healthy": h.slo_healthy,
-             "freshness_minutes": h.freshness_minutes} for h in pipelines])
+             "freshness_minutes": h.freshness_minutes if math.isfinite(h.freshness_minutes) else None}
+            for h in pipelines])
 
 
 def latest_health_ts(conn: Connection) -> datetime | None:
@@ -164,6 +166,7 @@ def pipeline_health_frame(conn: Connection, start: datetime, end: datetime) -> p
                         .where(t.c.ts >= start, t.c.ts < end).order_by(t.c.pipeline_id, t.c.ts)).all()
     frame = pd.DataFrame(rows, columns=["pipeline_id", "ts", "status", "slo_healthy", "freshness_minutes"])
     frame["slo_healthy"] = frame["slo_healthy"].astype(bool)
+    frame["freshness_minutes"] = pd.to_numeric(frame["freshness_minutes"], errors="coerce")  # NULL (unknown): NaN
     return frame
 
 

@@ -85,7 +85,7 @@ class PipelineHealthRow(Base):
     ts: Mapped[datetime] = mapped_column(primary_key=True)
     status: Mapped[str] = mapped_column(String(10))
     slo_healthy: Mapped[bool]
-    freshness_minutes: Mapped[float] = mapped_column(Float)
+    freshness_minutes: Mapped[float | None] = mapped_column(Float, nullable=True)  # NULL: unknown (no reading)
     __table_args__ = (Index("ix_pipeline_health_ts", "ts"),)
 
 

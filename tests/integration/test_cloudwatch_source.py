@@ -209,3 +209,27 @@ def test_with_the_runbook_a_watched_incident_gets_a_fix_proposed_for_an_operator
     with store.read() as conn:
         [row] = conn.execute(select(ProposalRow.__table__)).all()
     assert (row.status, row.origin, row.action, row.stage) == ("pending", "agent", "remap_schema", "transform")
+
+
+def test_a_pipeline_without_freshness_counts_as_missing_its_slo_and_the_read_succeeds(aws, tmp_path):
+    fresh = {**FRESH, "dimensions": {"Pipeline": "payments"}}
+    fleet = parse_fleet({"region": REGION, "pipeline": [
+        {"id": "orders", "freshness": FRESH, "transform": {"glue_job": "orders-etl"}},  # publishes nothing at all
+        {"id": "payments", "freshness": fresh, "transform": {"glue_job": "payments-etl"}}]})
+    cw = client(aws, "cloudwatch")
+    _put(cw, "DataPlatform", "FreshnessSeconds", {"Pipeline": "payments"},
+         {T0 + timedelta(minutes=m): 60.0 for m in range(2, 30, 5)})  # every 5 minutes, not at the window's start
+    store = Store.open(f"sqlite:///{tmp_path}/watch.db")
+    watcher = Watcher(store, fleet, aws_clients(REGION, aws), now=T0 + timedelta(minutes=30), backfill_minutes=30,
+                      delay_minutes=0)
+    result = watcher.tick(T0 + timedelta(minutes=30))
+    assert result.minutes == 30
+    with store.read() as conn:
+        health = repo.pipeline_health_frame(conn, T0, T0 + timedelta(minutes=30))
+        [incident] = repo.open_incidents(conn)
+    orders, payments = (health[health["pipeline_id"] == p] for p in ("orders", "payments"))
+    assert len(orders) == 30 and not orders["slo_healthy"].any() and orders["freshness_minutes"].isna().all()
+    assert len(payments) == 30 and payments["freshness_minutes"].isna().sum() == 2  # the minutes before a reading
+    assert payments["slo_healthy"].sum() == 28
+    assert (incident.pipeline_id, incident.opened_at) == ("orders", T0)
+    assert incident.evidence["worst_freshness_minutes"] is None

@@ -39,7 +39,7 @@ def store(db_url):
 
 def test_migrations_reach_head_and_reopen_is_idempotent(db_url):
     first = Store.open(db_url)
-    assert first.revision() == Store.head() == "0004"
+    assert first.revision() == Store.head() == "0005"
     first.dispose()
     again = Store.open(db_url)
     assert again.revision() == Store.head()

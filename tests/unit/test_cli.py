@@ -31,7 +31,7 @@ def test_db_commands_and_bad_settings(isolated_env, monkeypatch):
     first = _cli("db", "current")
     assert first.returncode == 0 and "none (empty database)" in first.stdout
     up = _cli("db", "upgrade")
-    assert up.returncode == 0 and "revision 0004" in up.stdout
+    assert up.returncode == 0 and "revision 0005" in up.stdout
     monkeypatch.setenv("SELFHEAL_FLEET_SIZE", "0")
     bad = _cli("agent", "--ticks", "1")
     assert bad.returncode == 2 and "SELFHEAL_FLEET_SIZE" in bad.stderr and "Traceback" not in bad.stderr

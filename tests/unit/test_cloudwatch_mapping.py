@@ -109,7 +109,8 @@ def test_freshness_is_carried_forward_ageing_a_minute_a_minute_then_unknown():
     last: dict = {}
     out = mapper.carry_freshness(read, last, carriers, T0, T0 + timedelta(minutes=4), horizon_minutes=2)
     assert [(s.ts - T0, s.values.get("freshness_s")) for s in out] == [
-        (timedelta(0), 90.0), (timedelta(minutes=1), 150.0), (timedelta(minutes=2), 210.0)]  # then unknown
+        (timedelta(0), 90.0), (timedelta(minutes=1), 150.0), (timedelta(minutes=2), 210.0),
+        (timedelta(minutes=3), None)]  # then unknown: an empty sample, so the minute still counts (as a miss)
     assert last == {"orders": (T0, 90.0)}
     later = mapper.carry_freshness([], last, carriers, T0 + timedelta(minutes=4), T0 + timedelta(minutes=5))
     assert later[0].values == {"freshness_s": 90.0 + 4 * 60}  # within the default horizon

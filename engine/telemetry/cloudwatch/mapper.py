@@ -66,10 +66,12 @@ def carry_freshness(samples: list[StageSample], last: dict[str, tuple[datetime, 
 
     Freshness is published every few minutes at best, and a minute without it would count as an SLO miss. Carried
     forward it grows by 60 s a minute: the newest row is at least that old if nothing arrived since, so the SLO is
-    never flattered. Beyond `horizon_minutes` without a reading it is unknown (an SLO miss: a silent pipeline is
-    not a healthy one). `last` (pipeline → (minute, seconds)) is updated; `carriers` names the stage each
-    pipeline files freshness with."""
+    never flattered. Beyond `horizon_minutes` without a reading it is unknown, and a minute without any sample of the
+    pipeline still gets an empty one on that stage: a silent pipeline is not a healthy one, so every watched
+    pipeline has a health row each minute, an SLO miss while nothing is known. `last` (pipeline → (minute,
+    seconds)) is updated; `carriers` names the stage each pipeline files freshness with."""
     have = {(s.pipeline_id, s.ts): s for s in samples if s.stage is carriers.get(s.pipeline_id)}
+    heard = {(s.pipeline_id, s.ts) for s in samples}  # minutes with a sample of any stage
     out = list(samples)
     minute = start
     while minute < end:
@@ -80,6 +82,8 @@ def carry_freshness(samples: list[StageSample], last: dict[str, tuple[datetime, 
                 continue
             seen = last.get(pid)
             if seen is None or minute - seen[0] > timedelta(minutes=horizon_minutes):
+                if (pid, minute) not in heard:
+                    out.append(StageSample(pid, stage, minute, {}))
                 continue
             value = seen[1] + (minute - seen[0]).total_seconds()
             if s is None:
