@@ -40,7 +40,8 @@ def render_fleet(runtime: EmbeddedRuntime, *, slo_target: float) -> FleetSnapsho
         st.success("Every pipeline is healthy right now.", icon=":material/check_circle:")
     else:
         st.html(fleet_table_html(snapshot, rows))
-    st.caption(f"As of {snapshot.as_of:%Y-%m-%d %H:%M} UTC (simulated). Worst first. Hover a stage for its "
+    clock = "simulated" if runtime.hosting else "newest data"
+    st.caption(f"As of {snapshot.as_of:%Y-%m-%d %H:%M} UTC ({clock}). Worst first. Hover a stage for its "
                "component and the reason for its status.")
     return snapshot
 

@@ -64,7 +64,7 @@ def watch(
     done = failed = 0
     while ticks is None or done < ticks:
         try:
-            for r in watcher.catch_up(datetime.now(UTC)):
+            for r in watcher.catch_up(datetime.now(UTC), stop=stop.is_set):
                 err.print(f"read {r.start.isoformat()} – {r.end.isoformat()}: {r.minutes} min, {r.samples} samples, "
                           f"{r.events} events, {len(r.opened)} incident(s) opened, {len(r.closed)} closed, "
                           f"{sum(d.execution.request.action.value != 'wait' for d in r.decisions)} fix(es) proposed",

@@ -67,7 +67,8 @@ except SelfhealError as e:
     st.error(f"Could not build the SLO report: {e}", icon=":material/error:")
     st.info("Try a shorter period, or check the store in the sidebar.", icon=":material/lightbulb:")
     st.stop()
-st.caption(f"{report.start:%Y-%m-%d %H:%M} to {report.end:%Y-%m-%d %H:%M} UTC (simulated time)")
+st.caption(f"{report.start:%Y-%m-%d %H:%M} to {report.end:%Y-%m-%d %H:%M} UTC "
+           f"({'simulated time' if runtime.hosting else 'as the data was read'})")
 
 head = charts.headline(report)
 cols = st.columns(5)

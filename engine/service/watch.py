@@ -13,6 +13,7 @@ the anomaly scorer first), and a failed pull consumes nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -82,9 +83,11 @@ class Watcher:
             repo.set_value(conn, FRESHNESS_KEY, self.source.freshness_state())
         return result
 
-    def catch_up(self, now: datetime) -> list[TickResult]:
-        """Tick until every complete minute before `now` is read (a long gap takes several windows)."""
-        results = [self.tick(now)]
-        while self.source.behind(now) and results[-1].minutes > 0:
-            results.append(self.tick(now))
-        return results
+    def catch_up(self, now: datetime, stop: Callable[[], bool] = lambda: False) -> Iterator[TickResult]:
+        """Tick until every complete minute before `now` is read (a long gap takes several windows), yielding each
+        read as it commits; `stop()` ends it between windows (each one is committed: nothing is lost)."""
+        result = self.tick(now)
+        yield result
+        while self.source.behind(now) and result.minutes > 0 and not stop():
+            result = self.tick(now)
+            yield result

@@ -233,3 +233,46 @@ def test_a_pipeline_without_freshness_counts_as_missing_its_slo_and_the_read_suc
     assert payments["slo_healthy"].sum() == 28
     assert (incident.pipeline_id, incident.opened_at) == ("orders", T0)
     assert incident.evidence["worst_freshness_minutes"] is None
+
+
+def test_a_busy_glue_job_s_runs_are_read_back_to_the_window_across_pages(aws):
+    glue = client(aws, "glue")
+    glue.create_job(Name="orders-etl", Role="r", ExecutionProperty={"MaxConcurrentRuns": 1000},
+                    Command={"Name": "glueetl", "ScriptLocation": "s3://jobs/orders.py"})
+    for _ in range(250):  # more than one page of GetJobRuns (200)
+        glue.start_job_run(JobName="orders-etl")
+    fleet = parse_fleet({"region": REGION, "pipeline": [{"id": "orders", "freshness": FRESH,
+                                                         "transform": {"glue_job": "orders-etl"}}]})
+    now = datetime.now(UTC)
+    source = CloudWatchSource(fleet, aws_clients(REGION, aws), start=now - timedelta(hours=1))
+    assert len(source._glue_runs("orders-etl", now - timedelta(hours=1))) == 250  # every run of the window
+
+
+def test_a_shared_log_group_is_read_by_each_stage_only_from_its_own_streams(aws):
+    logs = client(aws, "logs")
+    logs.create_log_group(logGroupName="/aws-glue/jobs/error")
+    for stream, text in (("orders-etl-run1", "ERROR cannot resolve column 'amount'"),
+                         ("payments-etl-run7", "ERROR Connection reset by peer")):
+        logs.create_log_stream(logGroupName="/aws-glue/jobs/error", logStreamName=stream)
+        logs.put_log_events(logGroupName="/aws-glue/jobs/error", logStreamName=stream, logEvents=[
+            {"timestamp": int((T0 + timedelta(minutes=3)).timestamp() * 1000), "message": text}])
+    fleet = parse_fleet({"region": REGION, "pipeline": [
+        {"id": p, "freshness": FRESH, "transform": {"glue_job": f"{p}-etl", "log_group": "/aws-glue/jobs/error",
+                                                    "log_stream_prefix": f"{p}-etl"}}
+        for p in ("orders", "payments")]})
+    source = CloudWatchSource(fleet, aws_clients(REGION, aws), start=T0, delay_minutes=0)
+    batch = source.pull(T0 + timedelta(minutes=10))
+    assert sorted((e.pipeline_id, e.message) for e in batch.events) == [
+        ("orders", "ERROR cannot resolve column 'amount'"), ("payments", "ERROR Connection reset by peer")]
+
+
+def test_stopping_a_long_catch_up_ends_it_between_windows_with_each_window_kept(aws, tmp_path):
+    fleet = parse_fleet({"region": REGION, "pipeline": [{"id": "orders", "freshness": FRESH,
+                                                         "transform": {"glue_job": "orders-etl"}}]})
+    store = Store.open(f"sqlite:///{tmp_path}/watch.db")
+    now = T0 + timedelta(days=2)
+    watcher = Watcher(store, fleet, aws_clients(REGION, aws), now=now, backfill_minutes=2 * 1440, delay_minutes=0)
+    reads = list(watcher.catch_up(now, stop=lambda: True))  # asked to stop as soon as it started
+    assert [r.minutes for r in reads] == [360]  # one six-hour window, committed; the rest on the next start
+    again = Watcher(store, fleet, aws_clients(REGION, aws), now=now)
+    assert again.resumed.start == T0 + timedelta(hours=6)

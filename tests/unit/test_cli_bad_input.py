@@ -34,6 +34,10 @@ def files(tmp_path: Path, isolated_env: Path) -> Path:
     (tmp_path / "nan-severity.json").write_text(json.dumps(bad))
     (tmp_path / "mixed-tz.csv").write_text("timestamp,value\n2024-01-01T00:00:00Z,1\n2024-01-01T00:01:00+05:00,2\n")
     (tmp_path / "not-a-db.db").write_text("garbage")
+    fleet = ('[[pipeline]]\nid = "orders"\nfreshness = {{ namespace = "N", metric = "F" }}\n'
+             '[pipeline.transform]\nglue_job = "etl"\n')
+    (tmp_path / "fleet.toml").write_text('region = "eu-west-1"\n' + fleet.replace("{{", "{").replace("}}", "}"))
+    (tmp_path / "bad-region.toml").write_text('region = "eu west 1"\n' + fleet.replace("{{", "{").replace("}}", "}"))
     return tmp_path
 
 
@@ -58,6 +62,9 @@ def files(tmp_path: Path, isolated_env: Path) -> Path:
     (["simulate", "--scenario", "{d}/nan-severity.json"], 2, "faults[0].severity: Input should be a finite number"),
     (["agent", "--policy", "oracle", "--ticks", "1"], 2, "unknown live policy 'oracle'"),
     (["worker", "--executor", "aws", "--steps", "1"], 2, "--executor aws needs --fleet FILE"),
+    (["watch", "--fleet", "{d}/bad-region.toml", "--ticks", "1"], 2, "cannot set up the AWS clients"),
+    (["watch", "--fleet", "{d}/fleet.toml", "--ticks", "1", "--endpoint-url", "127.0.0.1:5123"], 2,
+     "cannot set up the AWS clients"),
     (["worker", "--executor", "gcp", "--steps", "1"], 2, "unknown executor 'gcp'; twin or aws"),
 ])
 def test_bad_input_is_one_clear_error(files: Path, args: list[str], code: int, says: str) -> None:

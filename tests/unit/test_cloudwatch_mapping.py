@@ -30,7 +30,7 @@ def test_the_example_fleet_file_is_valid_and_each_kind_gets_its_standard_metrics
     glue = by["orders", Stage.TRANSFORM]
     cpu = next(q for q in glue.queries if q.metric == "cpu_pct")
     assert (cpu.namespace, cpu.scale) == ("Glue", 100.0)  # Glue reports a load fraction
-    assert glue.log_group == "/aws-glue/jobs/error"
+    assert glue.log_group is None and by["payments", Stage.TRANSFORM].log_group == "/aws/lambda/payments-loader"
     # Freshness is filed with each pipeline's last configured stage, and only there.
     assert [b.stage for b in fleet.stages if any(q.metric == "freshness_s" for q in b.queries)] == [
         Stage.WAREHOUSE, Stage.TRANSFORM]
@@ -62,6 +62,9 @@ def test_own_metrics_replace_a_kinds_standard_one_by_canonical_name():
     ({"pipeline": [{"id": "a", "freshness": FRESH, "transform": {"glue_job": "x"}},
                    {"id": "a", "freshness": FRESH, "transform": {"glue_job": "y"}}]}, "pipeline 'a' is listed twice"),
     ({"pipeline": []}, "pipeline: List should have at least 1 item"),
+    ({"pipeline": [{"id": "orders", "freshness": FRESH, "transform": {"glue_job": "a", "metrics": [
+        {"as": "cpu_pct", "namespace": "N", "metric": "A"}, {"as": "cpu_pct", "namespace": "N", "metric": "B"}]}}]},
+     "cpu_pct is read twice"),
 ])
 def test_a_bad_fleet_file_is_refused_naming_the_field(data, message):
     with pytest.raises(ConfigError, match="invalid fleet file") as e:

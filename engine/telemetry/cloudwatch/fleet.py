@@ -129,6 +129,8 @@ class StageConfig(BaseModel):
     redshift_cluster: str | None = Field(default=None, min_length=1)
     name: str | None = Field(default=None, min_length=1, description="component name shown in the console")
     log_group: str | None = Field(default=None, min_length=1)
+    log_stream_prefix: str | None = Field(default=None, min_length=1, description="only the group's streams "
+                                          "named so (a log group several jobs share)")
     log_filter: str = Field(default="?ERROR ?Error ?error ?Exception ?FATAL ?WARN",
                             description="CloudWatch Logs filter pattern of the lines worth reading")
     metrics: list[QueryConfig] = Field(default_factory=list)
@@ -142,6 +144,9 @@ class StageConfig(BaseModel):
             raise ValueError("dms_task needs dms_instance (the replication instance its metrics are filed under)")
         if not kinds and not self.metrics:
             raise ValueError(f"name a resource ({', '.join(KINDS)}) or list metrics")
+        named = [q.as_ for q in self.metrics]
+        if twice := sorted({m for m in named if named.count(m) > 1}):
+            raise ValueError(f"metrics: {', '.join(twice)} is read twice; keep one query per metric")
         return self
 
     @property
@@ -210,6 +215,7 @@ class StageBinding:
     queries: tuple[MetricQuery, ...]
     log_group: str | None
     log_filter: str
+    log_stream_prefix: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +244,8 @@ def parse_fleet(data: Any, source: str = "<data>") -> Fleet:
             if stage is last:
                 assert p.freshness is not None
                 queries = (*queries, p.freshness.query("freshness_s"))
-            stages.append(StageBinding(p.id, stage, c.kind, c.resource, queries, c.log_group, c.log_filter))
+            stages.append(StageBinding(p.id, stage, c.kind, c.resource, queries, c.log_group, c.log_filter,
+                                       c.log_stream_prefix))
     return Fleet(cfg.region, tuple(specs), tuple(stages))
 
 

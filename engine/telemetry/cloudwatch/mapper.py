@@ -51,7 +51,7 @@ def samples_from(results: Iterable[Mapping[str, Any]], keys: Mapping[str, QueryK
             continue
         pid, stage, q = key
         for ts, value in zip(r.get("Timestamps", ()), r.get("Values", ()), strict=False):
-            minute = floor_minute(_utc(ts))
+            minute = floor_minute(utc(ts))
             if start <= minute < end and math.isfinite(value):  # NaN never reaches the analysis as a number
                 rows.setdefault((pid, stage, minute), {})[q.metric] = float(value) * q.scale
     order = {s: i for i, s in enumerate(Stage)}
@@ -121,7 +121,7 @@ def glue_run_events(runs: Iterable[Mapping[str, Any]], stage: StageBinding, star
         done = run.get("CompletedOn")
         if state not in FAILED_GLUE or done is None:
             continue
-        minute = floor_minute(_utc(done))
+        minute = floor_minute(utc(done))
         if start <= minute < end:
             text = run.get("ErrorMessage") or "no error message"
             if state == "TIMEOUT":
@@ -137,10 +137,11 @@ def log_events(lines: Iterable[Mapping[str, Any]], stage: StageBinding, start: d
     when the line says so, a warning when it warns; other lines (the filter pattern let them through) are not
     evidence of anything and are left out."""
     out = []
+    prefix = stage.log_stream_prefix or ""
     for line in lines:
         ms = line.get("timestamp")
-        if ms is None:
-            continue
+        if ms is None or not str(line.get("logStreamName", prefix)).startswith(prefix):
+            continue  # another job's stream in a shared log group (the filter asked AWS for ours alone)
         minute = floor_minute(datetime.fromtimestamp(ms / 1000, UTC))
         if not start <= minute < end:
             continue
@@ -156,5 +157,5 @@ def log_events(lines: Iterable[Mapping[str, Any]], stage: StageBinding, start: d
     return out
 
 
-def _utc(ts: datetime) -> datetime:
+def utc(ts: datetime) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 MAX_QUERIES = 500  # GetMetricData's limit per call
 MAX_WINDOW = timedelta(hours=6)  # a longer gap is read in several pulls (bounded requests and transactions)
 MAX_LOG_LINES = 1000  # per stage and pull: enough to diagnose, bounded when a job floods its log
+MAX_GLUE_PAGES = 50  # of 200 runs: a job started every minute, 6 hours back (`MAX_WINDOW`) and more
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,17 +71,21 @@ def aws_clients(region: str | None = None, endpoint_url: str | None = None, *,
 
     `endpoint_url` (or the AWS_ENDPOINT_URL environment variable boto3 reads itself) points them elsewhere,
     e.g. a moto server or a VPC endpoint."""
-    session = session or boto3.Session()
-    region = region or session.region_name
-    if not region:
-        raise ConfigError("no AWS region: set `region` in the fleet file, AWS_DEFAULT_REGION or a profile's region")
-    config = Config(retries={"mode": "standard", "max_attempts": max_attempts}, connect_timeout=timeout_s,
-                    read_timeout=timeout_s)
+    try:
+        session = session or boto3.Session()
+        region = region or session.region_name
+        if not region:
+            raise ConfigError("no AWS region: set `region` in the fleet file, AWS_DEFAULT_REGION or a profile's "
+                              "region")
+        config = Config(retries={"mode": "standard", "max_attempts": max_attempts}, connect_timeout=timeout_s,
+                        read_timeout=timeout_s)
 
-    def client(name: str) -> Any:
-        return session.client(name, region_name=region, endpoint_url=endpoint_url, config=config)
+        def client(name: str) -> Any:
+            return session.client(name, region_name=region, endpoint_url=endpoint_url, config=config)
 
-    return AwsClients(client("cloudwatch"), client("dms"), client("glue"), client("logs"), client("redshift"))
+        return AwsClients(client("cloudwatch"), client("dms"), client("glue"), client("logs"), client("redshift"))
+    except (BotoCoreError, ValueError) as e:  # an unknown profile, a malformed region or endpoint
+        raise ConfigError(f"cannot set up the AWS clients: {e}") from e
 
 
 class CloudWatchSource:
@@ -177,17 +182,36 @@ class CloudWatchSource:
             events += mapper.dms_events(found, stages, end - timedelta(minutes=1))
         for b in stages:
             if b.kind == "glue_job":
-                reply = self._call("glue", "get_job_runs", missing="EntityNotFoundException", JobName=b.resource,
-                                   MaxResults=50)
-                events += mapper.glue_run_events(reply.get("JobRuns", ()), b, start, end)
+                events += mapper.glue_run_events(self._glue_runs(b.resource, start), b, start, end)
             if b.log_group:
-                events += mapper.log_events(self._log_lines(b.log_group, b.log_filter, start, end), b, start, end)
+                lines = self._log_lines(b.log_group, b.log_filter, start, end, b.log_stream_prefix)
+                events += mapper.log_events(lines, b, start, end)
         return events
 
-    def _log_lines(self, group: str, pattern: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    def _glue_runs(self, job: str | None, start: datetime) -> list[dict[str, Any]]:
+        """The job's runs, newest first, back to the first one started before `start` (GetJobRuns pages from the
+        newest; a run that ended in the window started before it, or in it)."""
+        runs: list[dict[str, Any]] = []
+        kw: dict[str, Any] = {"JobName": job, "MaxResults": 200}
+        for _page in range(MAX_GLUE_PAGES):
+            reply = self._call("glue", "get_job_runs", missing="EntityNotFoundException", **kw)
+            page = reply.get("JobRuns", ())
+            runs += page
+            oldest = min((r["StartedOn"] for r in page if r.get("StartedOn")), default=None)
+            if not reply.get("NextToken") or (oldest is not None and mapper.utc(oldest) < start):
+                return runs
+            kw["NextToken"] = reply["NextToken"]
+        log.warning("glue job %s: more than %d pages of runs since %s; read the newest ones", job, MAX_GLUE_PAGES,
+                    start.isoformat())
+        return runs
+
+    def _log_lines(self, group: str, pattern: str, start: datetime, end: datetime,
+                   prefix: str | None = None) -> list[dict[str, Any]]:
         lines: list[dict[str, Any]] = []
         kw: dict[str, Any] = {"logGroupName": group, "startTime": int(start.timestamp() * 1000),
                               "endTime": int(end.timestamp() * 1000) - 1, "filterPattern": pattern}
+        if prefix:
+            kw["logStreamNamePrefix"] = prefix
         while len(lines) < MAX_LOG_LINES:
             reply = self._call("logs", "filter_log_events", missing="ResourceNotFoundException", **kw)
             lines += reply.get("events", ())
