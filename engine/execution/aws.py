@@ -96,9 +96,12 @@ class AwsExecutor:
         """What AWS shows for `key`: None when nothing was started under it (then it is safe to submit)."""
         if key in self._done:
             return self._done[key]
-        request = request or self._request(key)
+        stored, sent = self._stored(key)
+        request = request or stored
         if request is None:
             return None
+        if sent:  # a worker recorded sending it (then maybe died): the call was made, whatever this process knows
+            self._started.setdefault(key, self.clock())
         binding = self._stages.get((request.pipeline_id, request.stage))
         started = self._started.get(key, self.clock())
         if binding is None:
@@ -201,14 +204,16 @@ class AwsExecutor:
         self._done[key] = exe
         return exe
 
-    def _request(self, key: str) -> ActionRequest | None:
+    def _stored(self, key: str) -> tuple[ActionRequest | None, bool]:
+        """The run's request, and whether a worker recorded having sent it (its result holds the call's ref)."""
         with self.store.read() as conn:
-            row = conn.execute(select(R.c.pipeline_id, R.c.action, R.c.stage, R.c.params, R.c.incident_id)
-                               .where(R.c.idempotency_key == key)).first()
+            row = conn.execute(select(R.c.pipeline_id, R.c.action, R.c.stage, R.c.params, R.c.incident_id,
+                                      R.c.result).where(R.c.idempotency_key == key)).first()
         if row is None:
-            return None
-        return ActionRequest(row.pipeline_id, ActionKind(row.action), Stage(row.stage), dict(row.params or {}),
-                             row.incident_id)
+            return None, False
+        request = ActionRequest(row.pipeline_id, ActionKind(row.action), Stage(row.stage), dict(row.params or {}),
+                                row.incident_id)
+        return request, bool((row.result or {}).get("ref"))
 
     def _dms_task(self, b: StageBinding) -> dict[str, Any]:
         tasks = self._call("dms", "describe_replication_tasks", WithoutSettings=True,

@@ -127,3 +127,17 @@ def test_a_worker_for_aws_leaves_other_pipelines_runs_alone(resources, store):
     other = _approved(store, "restart_task", "simulated-one", "transform")
     step = _worker(store, resources).step()
     assert step.claimed == [] and _run(store, other)["status"] == "queued"
+
+
+def test_a_resize_a_dead_worker_recorded_is_adopted_not_asked_for_again(resources, store):
+    run_id = _approved(store, "scale_warehouse")  # × 2 by default: sending it twice would make 8 nodes
+    _worker(store, resources, "w1").step()  # w1 sends the resize and records it
+    redshift = boto3.client("redshift", endpoint_url=resources, region_name=REGION)
+    assert redshift.describe_clusters(ClusterIdentifier="dw")["Clusters"][0]["NumberOfNodes"] == 4
+    key = _run(store, run_id)["idempotency_key"]
+    successor = AwsExecutor(FLEET, aws_clients(REGION, resources), store)  # another process, no memory of it
+    adopted = successor.lookup(key)
+    assert adopted is not None and adopted.status is ExecStatus.SUCCEEDED
+    assert successor.submit(ActionRequest("orders", ActionKind.SCALE_WAREHOUSE, Stage.WAREHOUSE), key).status \
+        is ExecStatus.SUCCEEDED
+    assert redshift.describe_clusters(ClusterIdentifier="dw")["Clusters"][0]["NumberOfNodes"] == 4  # not 8
