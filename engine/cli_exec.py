@@ -99,6 +99,7 @@ def worker(
             chosen, pipelines = AwsExecutor(spec, aws_clients(spec.region, endpoint_url), store), \
                 [p.id for p in spec.specs]
         w = Worker(store, chosen, name, lease_seconds=lease, pipelines=pipelines,
+                   source=None if fleet is not None else "simulator",  # the twin's own pipelines, nobody else's
                    run_timeout_seconds=run_timeout if run_timeout is not None else settings.run_timeout_seconds)
     except SelfhealError as e:
         raise _fail(e) from e

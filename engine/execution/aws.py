@@ -24,6 +24,7 @@ as the call having been made. IAM: `glue:StartJobRun`, `glue:GetJob`, `glue:GetJ
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -33,16 +34,19 @@ from sqlalchemy import select
 from engine.errors import SelfhealError
 from engine.execution.executor import ActionRequest, ExecStatus, Execution
 from engine.model import ActionKind, Stage
+from engine.store import repo
 from engine.store.db import Store
 from engine.store.tables import ActionRunRow
 from engine.telemetry.cloudwatch.fleet import Fleet, StageBinding
-from engine.telemetry.cloudwatch.source import AwsClients, aws_call
+from engine.telemetry.cloudwatch.source import AwsCallError, AwsClients, aws_call
 
 log = logging.getLogger(__name__)
 TAG = "--selfheal-key"  # the Glue job argument that carries a run's idempotency key
 R = ActionRunRow.__table__
 GLUE_RUNNING = ("STARTING", "RUNNING", "WAITING", "STOPPING")
 GLUE_FAILED = ("FAILED", "TIMEOUT", "ERROR", "STOPPED")
+GLUE_PAGES = 25  # of 200 runs, when looking for the run a key started
+MISSING = ("EntityNotFoundException", "ResourceNotFoundFault", "ClusterNotFound", "ClusterNotFoundFault")
 _GLUE_ACTIONS = (ActionKind.RESTART_TASK, ActionKind.RETRY_WITH_BACKOFF, ActionKind.SCALE_WORKERS)
 
 
@@ -61,6 +65,7 @@ class AwsExecutor:
         self.store = store
         self.clock = clock
         self._stages = {(b.pipeline_id, b.stage): b for b in fleet.stages}
+        self._store_id = store_id(store)  # keys are unique in one store: the tag names the store too
         self._done: dict[str, Execution] = {}  # outcomes decided at submit (nothing to poll on AWS)
         self._started: dict[str, datetime] = {}
 
@@ -106,12 +111,15 @@ class AwsExecutor:
         started = self._started.get(key, self.clock())
         if binding is None:
             return None
-        if binding.kind == "glue_job" and request.action in _GLUE_ACTIONS:
-            return self._glue_state(key, request, binding, started)
-        if binding.kind == "dms_task" and request.action is ActionKind.RESTART_CDC_TASK:
-            return self._dms_state(key, request, binding, started)
-        if binding.kind == "redshift_cluster" and request.action is ActionKind.SCALE_WAREHOUSE:
-            return self._redshift_state(key, request, binding, started)
+        try:
+            if binding.kind == "glue_job" and request.action in _GLUE_ACTIONS:
+                return self._glue_state(key, request, binding, started)
+            if binding.kind == "dms_task" and request.action is ActionKind.RESTART_CDC_TASK:
+                return self._dms_state(key, request, binding, started)
+            if binding.kind == "redshift_cluster" and request.action is ActionKind.SCALE_WAREHOUSE:
+                return self._redshift_state(key, request, binding, started)
+        except _Missing:
+            return None  # the resource is gone: nothing was started on it (submit fails, saying why)
         return None
 
     def cancel(self, key: str) -> bool:
@@ -131,15 +139,15 @@ class AwsExecutor:
         if b is None or b.resource is None:
             raise _Refused(f"{where} names no AWS resource in the fleet file, so {action.value} has nothing to act on")
         if b.kind == "glue_job" and action in _GLUE_ACTIONS:
-            args: dict[str, Any] = {"JobName": b.resource, "Arguments": {TAG: key}}
+            args: dict[str, Any] = {"JobName": b.resource, "Arguments": {TAG: self._tag(key)}}
             if action is ActionKind.SCALE_WORKERS:
                 job = self._call("glue", "get_job", JobName=b.resource)["Job"]
                 current, kind = job.get("NumberOfWorkers"), job.get("WorkerType")
                 target = params.get("workers") or (round(current * float(params.get("factor", 2.0)))
                                                    if current else None)
                 if not target or not kind:
-                    raise _Refused(f"Glue job {b.resource} has no worker type and count (a MaxCapacity job): give "
-                                   "workers=N on a job that has them")
+                    raise _Refused(f"Glue job {b.resource} has no worker type and count (it is sized by "
+                                   "MaxCapacity): scale it by hand, or give it a worker type first")
                 args |= {"NumberOfWorkers": max(2, int(target)), "WorkerType": kind}
             run = self._call("glue", "start_job_run", **args)
             extra = f" with {args['NumberOfWorkers']} {args['WorkerType']} workers" if "NumberOfWorkers" in args else ""
@@ -154,14 +162,13 @@ class AwsExecutor:
             target = int(params.get("workers") or round(nodes * float(params.get("factor", 2.0))))
             self._call("redshift", "resize_cluster", ClusterIdentifier=b.resource, NumberOfNodes=max(1, target),
                        Classic=False)
-            return f"Redshift cluster {b.resource}: elastic resize {nodes} → {target} nodes requested"
+            return f"Redshift cluster {b.resource}: elastic resize {nodes} → {max(1, target)} nodes requested"
         raise _Refused(f"{action.value} on {where} ({b.kind}) is not automated on AWS: do it by hand, then close "
                        "the incident")
 
     # -- states -----------------------------------------------------------------------------------
     def _glue_state(self, key: str, request: ActionRequest, b: StageBinding, started: datetime) -> Execution | None:
-        runs = self._call("glue", "get_job_runs", JobName=b.resource, MaxResults=50).get("JobRuns", ())
-        run = next((r for r in runs if (r.get("Arguments") or {}).get(TAG) == key), None)
+        run = self._glue_run(b.resource, self._tag(key))
         if run is None:
             return None
         state = str(run.get("JobRunState", ""))
@@ -215,19 +222,53 @@ class AwsExecutor:
                                 row.incident_id)
         return request, bool((row.result or {}).get("ref"))
 
+    def _tag(self, key: str) -> str:
+        return f"{self._store_id}/{key}"
+
+    def _glue_run(self, job: str | None, tag: str) -> dict[str, Any] | None:
+        """The job's run carrying `tag`, looked for page by page (a busy job has many runs)."""
+        kw: dict[str, Any] = {"JobName": job, "MaxResults": 200}
+        for _page in range(GLUE_PAGES):
+            reply = self._call("glue", "get_job_runs", **kw)
+            run = next((r for r in reply.get("JobRuns", ()) if (r.get("Arguments") or {}).get(TAG) == tag), None)
+            if run is not None or not reply.get("NextToken"):
+                return run
+            kw["NextToken"] = reply["NextToken"]
+        return None
+
     def _dms_task(self, b: StageBinding) -> dict[str, Any]:
         tasks = self._call("dms", "describe_replication_tasks", WithoutSettings=True,
                            Filters=[{"Name": "replication-task-id", "Values": [b.resource]}]).get("ReplicationTasks")
         if not tasks:
-            raise SelfhealError(f"DMS task {b.resource} not found")
+            raise _Missing(f"DMS task {b.resource} not found")
         return tasks[0]
 
     def _cluster(self, b: StageBinding) -> dict[str, Any]:
         return self._call("redshift", "describe_clusters", ClusterIdentifier=b.resource)["Clusters"][0]
 
     def _call(self, service: str, op: str, **kw: Any) -> dict[str, Any]:
-        return aws_call(self.clients, service, op, **kw)
+        try:
+            return aws_call(self.clients, service, op, **kw)
+        except AwsCallError as e:
+            if e.code in MISSING:
+                raise _Missing(str(e)) from e
+            raise
 
 
 class _Refused(SelfhealError):  # noqa: N818 (an outcome: the action cannot run on this resource)
     """The action has no AWS call on this stage's resource."""
+
+
+class _Missing(SelfhealError):  # noqa: N818 (an outcome: the resource does not exist)
+    """The stage's AWS resource does not exist."""
+
+
+def store_id(store: Store) -> str:
+    """This store's own id (made once, kept in it): what makes a run's key unique beyond one store."""
+    with store.transaction() as conn:
+        found = repo.get_value(conn, "store:id")
+        if found and found.get("id"):
+            return str(found["id"])
+        made = uuid.uuid4().hex[:12]
+        repo.set_value(conn, "store:id", {"id": made})
+        return made

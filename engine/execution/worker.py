@@ -33,7 +33,7 @@ from engine.execution.executor import ActionRequest, ExecStatus, Execution, Exec
 from engine.model import ActionKind, Stage
 from engine.service.audit import append
 from engine.store.db import Store
-from engine.store.tables import ActionRunRow, PipelineLeaseRow, ProposalRow
+from engine.store.tables import ActionRunRow, PipelineLeaseRow, PipelineRow, ProposalRow
 
 log = logging.getLogger(__name__)
 R = ActionRunRow.__table__
@@ -61,7 +61,7 @@ class Worker:
     def __init__(self, store: Store, executor: Executor, name: str | None = None, *, lease_seconds: float = 30.0,
                  run_timeout_seconds: float = 900.0, batch: int = 25, max_attempts: int = 5,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 pipelines: Collection[str] | None = None) -> None:
+                 pipelines: Collection[str] | None = None, source: str | None = None) -> None:
         if lease_seconds <= 0 or run_timeout_seconds <= 0 or batch < 1:
             raise SelfhealError("worker: lease_seconds and run_timeout_seconds must be positive, batch ≥ 1")
         self.store = store
@@ -75,6 +75,7 @@ class Worker:
         self.actor = f"worker:{self.name}"
         # The pipelines this worker's executor can act on (None: all); runs of others are left to other workers.
         self.pipelines = None if pipelines is None else sorted(set(pipelines))
+        self.source = source  # or: only pipelines registered by this telemetry source ("simulator" for the twin)
 
     # -- one round ------------------------------------------------------------------------------
     def step(self) -> WorkerStep:
@@ -108,6 +109,9 @@ class Worker:
                 .order_by(R.c.id).limit(self.batch * 4).with_for_update(skip_locked=True))
             if self.pipelines is not None:
                 q = q.where(R.c.pipeline_id.in_(self.pipelines))
+            if self.source is not None:
+                q = q.where(R.c.pipeline_id.in_(select(PipelineRow.__table__.c.id)
+                                                .where(PipelineRow.__table__.c.source == self.source)))
             candidates = conn.execute(q).all()
             running = conn.execute(select(R.c.pipeline_id, R.c.lease_expires_at >= now).where(
                 R.c.status == "running")).all()
@@ -165,9 +169,18 @@ class Worker:
                                 run.incident_id)
         key, now = run.idempotency_key, self.clock()
         exe: Execution | None = None
+        unknown = ""
         if run.attempts > 1 and isinstance(self.executor, Reconcilable):
-            exe = self.executor.lookup(key)  # taken over: was it sent before the last worker died?
-        if exe is not None:
+            try:
+                exe = self.executor.lookup(key)  # taken over: was it sent before the last worker died?
+            except SelfhealError as e:
+                if not ((run.deadline is not None and now > run.deadline) or run.attempts > self.max_attempts):
+                    raise
+                unknown = str(e)  # it cannot say, and the run is out of time or tries: give up, never loop on it
+        if unknown:
+            kind, exe = "action_abandoned", Execution(key, request, ExecStatus.FAILED, now, now, (
+                f"gave up: its executor cannot say whether it was sent ({unknown})"))
+        elif exe is not None:
             kind = "action_adopted"
         elif run.deadline is not None and now > run.deadline:
             kind, exe = "action_abandoned", Execution(key, request, ExecStatus.TIMED_OUT, now, now, (

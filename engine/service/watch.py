@@ -50,10 +50,10 @@ class Watcher:
         self.resumed = self._resume(store, now, backfill_minutes)
         self.source = CloudWatchSource(fleet, clients, start=self.resumed.start, delay_minutes=delay_minutes)
         self.scorer = StageScorer(seed=seed)
-        register(store, self.source)
         self.policy_name = resolve_policy(store, policy)
         self.healer = live_healer(store, self.policy_name, PolicyFile(policy_file), seed=seed,
-                                  on_capacity_change=self.scorer.rebaseline)
+                                  on_capacity_change=self.scorer.rebaseline)  # refuses a bad policy before any write
+        register(store, self.source)
         if self.resumed.from_watermark:
             warm_scorer(store, self.scorer, self.resumed.start - timedelta(minutes=1),
                         pipeline_ids=[p.id for p in fleet.specs])

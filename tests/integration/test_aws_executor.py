@@ -14,6 +14,7 @@ from engine.execution.aws import TAG, AwsExecutor
 from engine.execution.executor import ActionRequest, ExecStatus
 from engine.execution.policy import NO_AUTO
 from engine.execution.queue import ProposalRequest, approve, propose
+from engine.execution.twin_inbox import InboxExecutor
 from engine.execution.worker import Worker
 from engine.model import ActionKind, Stage
 from engine.security.roles import Principal, Role
@@ -84,7 +85,7 @@ def test_approved_fixes_run_on_glue_dms_and_redshift_and_are_recorded(resources,
     assert {r: v["status"] for r, v in runs.items()} == {scale: "succeeded", restart: "succeeded", resize: "succeeded"}
     assert {v["executor"] for v in runs.values()} == {"aws"}
     [job_run] = glue.get_job_runs(JobName="orders-etl")["JobRuns"]
-    assert (job_run["NumberOfWorkers"], job_run["Arguments"][TAG]) == (20, runs[scale]["idempotency_key"])
+    assert job_run["NumberOfWorkers"] == 20 and job_run["Arguments"][TAG].endswith("/" + runs[scale]["idempotency_key"])
     dms = boto3.client("dms", endpoint_url=resources, region_name=REGION)
     assert dms.describe_replication_tasks()["ReplicationTasks"][0]["Status"] == "running"
     redshift = boto3.client("redshift", endpoint_url=resources, region_name=REGION)
@@ -141,3 +142,40 @@ def test_a_resize_a_dead_worker_recorded_is_adopted_not_asked_for_again(resource
     assert successor.submit(ActionRequest("orders", ActionKind.SCALE_WAREHOUSE, Stage.WAREHOUSE), key).status \
         is ExecStatus.SUCCEEDED
     assert redshift.describe_clusters(ClusterIdentifier="dw")["Clusters"][0]["NumberOfNodes"] == 4  # not 8
+
+
+def test_the_twins_worker_leaves_the_aws_pipelines_runs_to_the_aws_worker(resources, store):
+    run_id = _approved(store, "restart_task")  # orders is registered by the CloudWatch source
+    twin_worker = Worker(store, InboxExecutor(store, "w-twin"), "w-twin", source="simulator")
+    assert twin_worker.step().claimed == [] and _run(store, run_id)["status"] == "queued"
+    _worker(store, resources).step()
+    assert _run(store, run_id)["status"] == "succeeded"
+
+
+def test_an_action_on_a_resource_that_does_not_exist_fails_saying_so(resources, store):
+    fleet = parse_fleet({"region": REGION, "pipeline": [
+        {"id": "ghost", "freshness": FRESH, "transform": {"glue_job": "ghost-etl"},
+         "source": {"dms_task": "ghost-cdc", "dms_instance": "ri"}}]})
+    with store.transaction() as conn:
+        repo.upsert_pipelines(conn, fleet.specs, "cloudwatch")
+    runs = [_approved(store, "restart_task", "ghost", "transform"), _approved(store, "restart_cdc_task", "ghost")]
+    worker = Worker(store, AwsExecutor(fleet, aws_clients(REGION, resources), store), "w1", pipelines=["ghost"])
+    worker.step()
+    worker.step()
+    details = [_run(store, r)["result"]["detail"] for r in runs]
+    assert [_run(store, r)["status"] for r in runs] == ["failed", "failed"]
+    assert "Job ghost-etl not found" in details[0] and "DMS task ghost-cdc not found" in details[1]
+
+
+def test_the_same_key_in_another_store_is_a_new_glue_run(resources, store, tmp_path):
+    first = _approved(store, "restart_task")
+    _worker(store, resources).step()
+    other = Store.open(f"sqlite:///{tmp_path / 'other.db'}")  # a second environment on the same AWS account
+    with other.transaction() as conn:
+        repo.upsert_pipelines(conn, FLEET.specs, "cloudwatch")
+    second = _approved(other, "restart_task")
+    assert _run(other, second)["idempotency_key"] == _run(store, first)["idempotency_key"]  # both proposal:1
+    _worker(other, resources).step()
+    glue = boto3.client("glue", endpoint_url=resources, region_name=REGION)
+    assert len(glue.get_job_runs(JobName="orders-etl")["JobRuns"]) == 2  # not adopted from the other store
+    other.dispose()
