@@ -38,15 +38,16 @@ def _fail(e: Exception) -> typer.Exit:
 
 
 def _writable(path: Path | None) -> None:
-    """Refuse an output file that cannot be written before the work starts, not after it is done."""
+    """Refuse an output file that cannot be written before the work starts, not after it is done (nothing is
+    created here but its directory: a run refused later leaves no empty file behind)."""
     if path is None:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_dir():
             raise IsADirectoryError(21, "is a directory")
-        with path.open("a", encoding="utf-8"):
-            pass
+        if not os.access(path if path.exists() else path.parent, os.W_OK):
+            raise PermissionError(13, "permission denied")
     except OSError as e:
         raise _fail(SelfhealError(f"cannot write {path}: {e.strerror or e}")) from e
 

@@ -81,9 +81,7 @@ class AwsExecutor:
         binding = self._binding(request)
         try:
             detail = self._start(request, key, binding)
-        except _Refused as e:
-            return self._finished(key, request, ExecStatus.FAILED, now, str(e))
-        except SelfhealError as e:  # AWS said no (or could not be reached): the action did not start
+        except SelfhealError as e:  # no AWS call for it, or AWS said no (or could not be reached): it did not start
             return self._finished(key, request, ExecStatus.FAILED, now, str(e))
         if request.action in (ActionKind.WAIT, ActionKind.ESCALATE_TO_HUMAN):
             return self._finished(key, request, ExecStatus.SUCCEEDED, now, detail)
@@ -107,7 +105,7 @@ class AwsExecutor:
             return None
         if sent:  # a worker recorded sending it (then maybe died): the call was made, whatever this process knows
             self._started.setdefault(key, self.clock())
-        binding = self._stages.get((request.pipeline_id, request.stage))
+        binding = self._binding(request)
         started = self._started.get(key, self.clock())
         if binding is None:
             return None

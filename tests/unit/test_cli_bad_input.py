@@ -43,7 +43,8 @@ def files(tmp_path: Path, isolated_env: Path) -> Path:
 
 @pytest.mark.parametrize(("args", "code", "says"), [
     (["simulate", "--scenario", "{d}/latin1.json"], 2, "not UTF-8 text"),
-    (["simulate", "--scenario", "{d}/negative-seed.json"], 2, "seed: Input should be greater than or equal to 0"),
+    (["simulate", "--scenario", "{d}/negative-seed.json", "--json", "{d}/report.json"], 2,
+     "seed: Input should be greater than or equal to 0"),
     (["simulate", "--scenario", str(SURGE), "--json", "/proc/selfheal/out.json"], 2, "cannot write /proc/selfheal"),
     (["policy", "check", "{d}/latin1.toml"], 1, "not UTF-8 text"),
     (["detect", "--input", "{d}/mixed-tz.csv", "--output", "{d}/out.csv"], 2, "same UTC offset"),
@@ -72,7 +73,7 @@ def test_bad_input_is_one_clear_error(files: Path, args: list[str], code: int, s
     assert exit_code == code, output
     assert says in " ".join(output.split()), output
     assert "Traceback" not in output
-    assert not (files / "out.csv").exists() and not (files / "sets").exists()  # nothing half-written
+    assert not [f for f in ("out.csv", "sets", "report.json") if (files / f).exists()]  # nothing half-written
 
 
 def test_db_current_on_a_file_that_is_not_a_database(files: Path, monkeypatch: pytest.MonkeyPatch) -> None:
